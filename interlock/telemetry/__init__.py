@@ -1,0 +1,1 @@
+"""interlock telemetry package."""

@@ -1,0 +1,1 @@
+"""resumer package."""
