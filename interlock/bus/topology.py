@@ -1,0 +1,126 @@
+"""Exchanges, queues and bindings as values derived from the namespace.
+
+No exchange or queue name is spelled anywhere else: services ask the topology.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from aio_pika import ExchangeType
+from aio_pika.abc import AbstractChannel
+
+RUN_EXECUTION_KEY = "execution.run"
+DECISION_TYPE = "interlock.approval.decided"
+CANCEL_TYPE = "interlock.execution.cancel"
+
+
+class ExchangeName(StrEnum):
+    """Logical exchanges; the outbox stores these, the topology turns them into names."""
+
+    EVENTS = "events"
+    LIFECYCLE = "lifecycle"
+    EXECUTIONS = "executions"
+    DECISIONS = "decisions"
+    COMMANDS = "commands"
+    DEAD = "dead"
+
+
+class QueueName(StrEnum):
+    ROUTER = "router"
+    EXECUTIONS = "executions"
+    DECISIONS = "resumer.decisions"
+    COMMANDS = "resumer.commands"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class Exchange:
+    name: str
+    type: ExchangeType
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class Binding:
+    queue: QueueName
+    exchange: ExchangeName
+    routing_key: str
+
+
+_EXCHANGE_TYPES = {
+    ExchangeName.EVENTS: ExchangeType.TOPIC,
+    ExchangeName.LIFECYCLE: ExchangeType.TOPIC,
+    ExchangeName.EXECUTIONS: ExchangeType.DIRECT,
+    ExchangeName.DECISIONS: ExchangeType.TOPIC,
+    ExchangeName.COMMANDS: ExchangeType.TOPIC,
+    ExchangeName.DEAD: ExchangeType.FANOUT,
+}
+
+BINDINGS = (
+    Binding(QueueName.ROUTER, ExchangeName.EVENTS, "#"),
+    Binding(QueueName.EXECUTIONS, ExchangeName.EXECUTIONS, RUN_EXECUTION_KEY),
+    Binding(QueueName.DECISIONS, ExchangeName.DECISIONS, DECISION_TYPE),
+    Binding(QueueName.COMMANDS, ExchangeName.COMMANDS, CANCEL_TYPE),
+    Binding(QueueName.DEAD, ExchangeName.DEAD, ""),
+)
+
+
+@dataclass(frozen=True)
+class Topology:
+    namespace: str
+    delivery_limit: int
+
+    def exchange(self, name: ExchangeName) -> Exchange:
+        return Exchange(f"{self.namespace}.{name.value}", _EXCHANGE_TYPES[name])
+
+    def queue(self, name: QueueName) -> Queue:
+        if name is QueueName.DEAD:
+            # a classic queue: dead letters are browsed and replayed, never consumed in a loop
+            return Queue(f"{self.namespace}.dead", {"x-queue-type": "classic"})
+        return Queue(
+            f"{self.namespace}.{name.value}",
+            {
+                "x-queue-type": "quorum",
+                # backstop only: consumers dead-letter with a reason before this is reached
+                "x-delivery-limit": self.delivery_limit + 2,
+                "x-dead-letter-exchange": self.exchange(ExchangeName.DEAD).name,
+            },
+        )
+
+    def all_exchanges(self) -> list[Exchange]:
+        return [self.exchange(name) for name in ExchangeName]
+
+    def all_queues(self) -> list[Queue]:
+        return [self.queue(name) for name in QueueName]
+
+
+async def declare(channel: AbstractChannel, topology: Topology) -> None:
+    """Idempotent: every service declares the whole topology at start."""
+    exchanges = {}
+    for name in ExchangeName:
+        spec = topology.exchange(name)
+        exchanges[name] = await channel.declare_exchange(spec.name, spec.type, durable=True)
+    queues = {}
+    for qname in QueueName:
+        qspec = topology.queue(qname)
+        queues[qname] = await channel.declare_queue(
+            qspec.name, durable=True, arguments=qspec.arguments
+        )
+    for binding in BINDINGS:
+        await queues[binding.queue].bind(exchanges[binding.exchange], binding.routing_key)
+
+
+async def delete(channel: AbstractChannel, topology: Topology) -> None:
+    """Remove every queue and exchange of a namespace (tests and `interlock bench`)."""
+    for queue in topology.all_queues():
+        await channel.queue_delete(queue.name)
+    for exchange in topology.all_exchanges():
+        await channel.exchange_delete(exchange.name)

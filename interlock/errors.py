@@ -1,0 +1,34 @@
+"""Errors we raise on purpose, and the dead-letter reasons that cross the wire."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class DeadLetterReason(StrEnum):
+    MALFORMED_JSON = "malformed_json"
+    NOT_UTF8 = "not_utf8"
+    NOT_A_CLOUDEVENT = "not_a_cloudevent"
+    INVALID_MESSAGE = "invalid_message"
+    TOO_LARGE = "too_large"
+    UNKNOWN_EXECUTION = "unknown_execution"
+    UNKNOWN_WORKFLOW = "unknown_workflow"
+    EXPRESSION_ERROR = "expression_error"
+    DELIVERY_LIMIT = "delivery_limit"
+
+
+class InterlockError(Exception):
+    """Base of every error we raise on purpose."""
+
+
+class InvalidInput(InterlockError):
+    """Can never succeed (bad JSON, not a CloudEvent, unknown execution): dead-letter it."""
+
+    def __init__(self, reason: DeadLetterReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class NotReady(InterlockError):
+    """A dependency is down; the message goes back to the queue and is tried again."""

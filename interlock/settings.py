@@ -1,0 +1,82 @@
+"""Settings from the environment (prefix INTERLOCK_), one section per concern."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+class AmqpSettings(BaseModel):
+    url: str = "amqp://guest:guest@localhost:5672/"
+    prefetch: int = Field(default=64, ge=1, le=10_000)
+    max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    # a message redelivered this many times goes to the dead-letter queue instead
+    delivery_limit: int = Field(default=5, ge=1, le=1000)
+
+
+class DatabaseSettings(BaseModel):
+    url: str = "postgresql+asyncpg://postgres@localhost:5432/interlock"
+    pool_size: int = Field(default=10, ge=1)
+    max_overflow: int = Field(default=10, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _asyncpg(cls, value: str) -> str:
+        for plain in ("postgresql://", "postgres://"):
+            if value.startswith(plain):
+                return "postgresql+asyncpg://" + value[len(plain) :]
+        return value
+
+
+class RouterSettings(BaseModel):
+    dedupe_retention: timedelta = timedelta(days=7)
+    definitions_poll: timedelta = timedelta(seconds=1)
+
+
+class ExecutorSettings(BaseModel):
+    prefetch: int | None = Field(default=None, ge=1, le=10_000)
+    actions: list[str] = Field(default_factory=list)  # modules that register user actions
+    lifecycle_steps: bool = True  # publish interlock.step.* events (execution events always go)
+    default_step_timeout: timedelta = timedelta(minutes=5)
+
+
+class ResumerSettings(BaseModel):
+    timer_batch: int = Field(default=500, ge=1)
+    max_timer_sleep: timedelta = timedelta(seconds=30)
+
+
+class TelemetrySettings(BaseModel):
+    host: str = "0.0.0.0"
+    port: int = Field(default=9464, ge=0, le=65535)  # 0 picks a free port
+    log_level: str = "INFO"
+    log_json: bool | None = None  # None: JSON unless stderr is a terminal
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="INTERLOCK_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="ignore",
+    )
+
+    namespace: str = "interlock"
+    shutdown_grace: timedelta = timedelta(seconds=20)
+    amqp: AmqpSettings = Field(default_factory=AmqpSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    router: RouterSettings = Field(default_factory=RouterSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    resumer: ResumerSettings = Field(default_factory=ResumerSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not _NAMESPACE.match(value):
+            raise ValueError("namespace: lowercase letters, digits, '-', '_', '.'; at most 63")
+        return value

@@ -1,0 +1,302 @@
+"""Executions, their step checkpoints and the audit trail of every transition."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from interlock.store.tables import Execution, StepRun, Transition, table_of
+from schemas.status import ExecutionStatus, PauseReason, StepStatus
+
+_ex = table_of(Execution)
+_step = table_of(StepRun)
+_tr = table_of(Transition)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    step_id: str
+    position: int
+    status: StepStatus
+    attempt: int
+    output: Any
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ExecutionRecord:
+    id: UUID
+    workflow: str
+    version_id: int
+    version: int
+    trigger_index: int
+    status: ExecutionStatus
+    event: dict[str, Any]
+    event_source: str
+    event_id: str
+    error: str | None
+    paused_reason: PauseReason | None
+    paused_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    steps: dict[str, StepRecord] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewExecution:
+    id: UUID
+    workflow: str
+    version_id: int
+    version: int
+    trigger_index: int
+    event: dict[str, Any]
+    event_source: str
+    event_id: str
+    cause: str
+
+
+@dataclass(frozen=True)
+class TransitionRecord:
+    id: int
+    step_id: str | None
+    from_status: str | None
+    to_status: str
+    cause: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class StepWrite:
+    """A step checkpoint to upsert; applied only if the row is in one of `expect` (or new)."""
+
+    step_id: str
+    position: int
+    status: StepStatus
+    expect: frozenset[StepStatus]
+    cause: str
+    attempt: int | None = None
+    output: Any = None
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    from_status: StepStatus | None = None
+
+
+_EXECUTION_COLUMNS = [c for c in _ex.c if c.name != "id"]
+
+
+def _execution_query() -> Select[Any]:
+    return select(_ex.c.id, *_EXECUTION_COLUMNS)
+
+
+class Executions:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def create(self, rows: Sequence[NewExecution], now: datetime) -> None:
+        if not rows:
+            return
+        await self._session.execute(
+            insert(_ex),
+            [
+                {
+                    "id": r.id,
+                    "workflow": r.workflow,
+                    "version_id": r.version_id,
+                    "version": r.version,
+                    "trigger_index": r.trigger_index,
+                    "status": ExecutionStatus.PENDING,
+                    "event": r.event,
+                    "event_source": r.event_source,
+                    "event_id": r.event_id,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for r in rows
+            ],
+        )
+        await self._session.execute(
+            insert(_tr),
+            [
+                {
+                    "execution_id": r.id,
+                    "from_status": None,
+                    "to_status": ExecutionStatus.PENDING.value,
+                    "cause": r.cause,
+                    "at": now,
+                }
+                for r in rows
+            ],
+        )
+
+    async def load(self, execution_id: UUID, *, lock: bool = False) -> ExecutionRecord | None:
+        query = _execution_query().where(_ex.c.id == execution_id)
+        if lock:
+            query = query.with_for_update()
+        row = (await self._session.execute(query)).first()
+        if row is None:
+            return None
+        steps = await self._session.execute(
+            select(_step).where(_step.c.execution_id == execution_id).order_by(_step.c.position)
+        )
+        records = {
+            s.step_id: StepRecord(
+                step_id=s.step_id,
+                position=s.position,
+                status=StepStatus(s.status),
+                attempt=s.attempt,
+                output=s.output,
+                error=s.error,
+                started_at=s.started_at,
+                finished_at=s.finished_at,
+                updated_at=s.updated_at,
+            )
+            for s in steps
+        }
+        return ExecutionRecord(**row._mapping, steps=records)
+
+    async def lock_status(self, execution_id: UUID) -> ExecutionStatus | None:
+        """Lock the execution row for this transaction; the status it holds now."""
+        status = await self._session.scalar(
+            select(_ex.c.status).where(_ex.c.id == execution_id).with_for_update()
+        )
+        return ExecutionStatus(status) if status is not None else None
+
+    async def set_status(
+        self,
+        execution_id: UUID,
+        *,
+        expect: Collection[ExecutionStatus],
+        status: ExecutionStatus,
+        now: datetime,
+        cause: str,
+        **values: Any,
+    ) -> ExecutionStatus | None:
+        """Conditional transition; returns the previous status, or None if not applied."""
+        # the self-join returns the status from before the update (a Postgres idiom)
+        old = (
+            select(_ex.c.id, _ex.c.status)
+            .where(_ex.c.id == execution_id)
+            .with_for_update()
+            .subquery("old")
+        )
+        result = await self._session.execute(
+            update(_ex)
+            .where(_ex.c.id == old.c.id, old.c.status.in_(list(expect)))
+            .values(status=status, updated_at=now, **values)
+            .returning(old.c.status)
+        )
+        previous = result.scalar()
+        if previous is None:
+            return None
+        await self.transition(
+            execution_id, None, ExecutionStatus(previous).value, status.value, cause, now
+        )
+        return ExecutionStatus(previous)
+
+    async def write_step(self, execution_id: UUID, write: StepWrite, now: datetime) -> bool:
+        """Upsert one checkpoint, guarded so a stale or duplicate writer changes nothing."""
+        values: dict[str, Any] = {
+            "status": write.status,
+            "updated_at": now,
+            "output": write.output,
+            "error": write.error,
+        }
+        for name in ("attempt", "started_at", "finished_at"):
+            value = getattr(write, name)
+            if value is not None:
+                values[name] = value
+        stmt = pg_insert(_step).values(
+            execution_id=execution_id,
+            step_id=write.step_id,
+            position=write.position,
+            attempt=write.attempt or 0,
+            **{k: v for k, v in values.items() if k != "attempt"},
+        )
+        upsert = stmt.on_conflict_do_update(
+            index_elements=["execution_id", "step_id"],
+            set_=values,
+            where=_step.c.status.in_(list(write.expect)),
+        ).returning(_step.c.step_id)
+        applied = (await self._session.execute(upsert)).first() is not None
+        if applied:
+            await self.transition(
+                execution_id,
+                write.step_id,
+                write.from_status.value if write.from_status else None,
+                write.status.value,
+                write.cause,
+                now,
+            )
+        return applied
+
+    async def transition(
+        self,
+        execution_id: UUID,
+        step_id: str | None,
+        from_status: str | None,
+        to_status: str,
+        cause: str,
+        now: datetime,
+    ) -> None:
+        await self._session.execute(
+            insert(_tr).values(
+                execution_id=execution_id,
+                step_id=step_id,
+                from_status=from_status,
+                to_status=to_status,
+                cause=cause,
+                at=now,
+            )
+        )
+
+    async def transitions(self, execution_id: UUID) -> list[TransitionRecord]:
+        rows = await self._session.execute(
+            select(
+                _tr.c.id, _tr.c.step_id, _tr.c.from_status, _tr.c.to_status, _tr.c.cause, _tr.c.at
+            )
+            .where(_tr.c.execution_id == execution_id)
+            .order_by(_tr.c.id)
+        )
+        return [TransitionRecord(**r._mapping) for r in rows]
+
+    async def recent(
+        self,
+        *,
+        workflow: str | None = None,
+        status: ExecutionStatus | None = None,
+        limit: int = 50,
+    ) -> list[ExecutionRecord]:
+        query = _execution_query().order_by(_ex.c.created_at.desc()).limit(limit)
+        if workflow:
+            query = query.where(_ex.c.workflow == workflow)
+        if status:
+            query = query.where(_ex.c.status == status)
+        return [ExecutionRecord(**r._mapping) for r in await self._session.execute(query)]
+
+    async def find(self, prefix: str) -> list[UUID]:
+        """Executions whose id starts with `prefix` (the CLI accepts short ids)."""
+        rows = await self._session.execute(
+            select(_ex.c.id)
+            .where(func.cast(_ex.c.id, _ex.c.workflow.type).like(prefix.lower() + "%"))
+            .limit(2)
+        )
+        return [r[0] for r in rows]
+
+    async def count_by_status(self) -> dict[ExecutionStatus, int]:
+        rows = await self._session.execute(
+            select(_ex.c.status, func.count()).group_by(_ex.c.status)
+        )
+        return {ExecutionStatus(s): int(n) for s, n in rows}

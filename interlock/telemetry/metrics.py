@@ -1,0 +1,166 @@
+"""Every Prometheus metric of every Interlock service, declared once on a given registry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from prometheus_client import (
+    CONTENT_TYPE_PLAIN_0_0_4,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+# Bounded label values only: a per-execution id here would grow the series count without limit.
+ALLOWED_LABELS: Final = frozenset(
+    {"workflow", "step", "action", "outcome", "status", "reason", "service", "queue", "kind"}
+)
+LATENCY_BUCKETS: Final = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+BATCH_BUCKETS: Final = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
+
+
+class Metrics:
+    """All metrics, registered on `registry`; build one per process (one per test) in `main`.
+
+    Services touch only the metrics they need; unused ones export no samples.
+    """
+
+    content_type: Final = CONTENT_TYPE_PLAIN_0_0_4
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self._declare_router()
+        self._declare_executor()
+        self._declare_bus()
+        self._declare_resumer()
+        self.up = self._gauge("interlock_up", "1 while the service runs.", "service")
+
+    def render(self) -> bytes:
+        """Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)
+
+    def _declare_router(self) -> None:
+        self.events_received = self._counter("interlock_events_received", "Events consumed.")
+        self.events_matched = self._counter(
+            "interlock_events_matched", "Events that started at least one execution."
+        )
+        self.events_unmatched = self._counter(
+            "interlock_events_unmatched", "Valid events no trigger matched."
+        )
+        self.events_duplicate = self._counter(
+            "interlock_events_duplicate", "Redelivered or republished events skipped by dedupe."
+        )
+        self.events_invalid = self._counter(
+            "interlock_events_invalid", "Events dead-lettered as invalid.", "reason"
+        )
+        self.trigger_errors = self._counter(
+            "interlock_trigger_errors", "Trigger conditions that failed to evaluate.", "workflow"
+        )
+        self.executions_created = self._counter(
+            "interlock_executions_created", "Executions created by the router.", "workflow"
+        )
+
+    def _declare_executor(self) -> None:
+        self.executions_started = self._counter(
+            "interlock_executions_started", "Executions that ran their first step.", "workflow"
+        )
+        self.executions_finished = self._counter(
+            "interlock_executions_finished",
+            "Executions reaching a final status.",
+            "workflow",
+            "status",
+        )
+        self.executions_in_flight = self._gauge(
+            "interlock_executions_in_flight", "Executions being worked on by this process."
+        )
+        self.step_duration = Histogram(
+            "interlock_step_duration_seconds",
+            "Wall time of one step attempt.",
+            self._labels("workflow", "step", "action"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.steps_finished = self._counter(
+            "interlock_steps_finished",
+            "Step attempts by outcome.",
+            "workflow",
+            "step",
+            "action",
+            "status",
+        )
+        self.step_retries = self._counter(
+            "interlock_step_retries", "Step attempts scheduled for retry.", "workflow", "step"
+        )
+
+    def _declare_bus(self) -> None:
+        self.dead_letters = self._counter(
+            "interlock_dead_letters",
+            "Messages published to the dead-letter exchange.",
+            "service",
+            "reason",
+        )
+        self.messages_consumed = self._counter(
+            "interlock_messages_consumed",
+            "Consumed messages by outcome: ack, dead_letter, requeue.",
+            "queue",
+            "outcome",
+        )
+        self.outbox_published = self._counter(
+            "interlock_outbox_published", "Outbox rows published with a broker confirm."
+        )
+        self.outbox_pending = self._gauge(
+            "interlock_outbox_pending_messages", "Outbox rows not yet published."
+        )
+        self.outbox_relay_batch = Histogram(
+            "interlock_outbox_relay_batch_messages",
+            "Rows published per relay batch.",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+
+    def _declare_resumer(self) -> None:
+        self.paused_executions = self._gauge(
+            "interlock_paused_executions", "Executions paused, by pause reason.", "reason"
+        )
+        self.decisions_received = self._counter(
+            "interlock_decisions_received", "Approval decisions consumed."
+        )
+        self.decisions_accepted = self._counter(
+            "interlock_decisions_accepted", "Approval decisions that resumed an execution."
+        )
+        self.decisions_rejected = self._counter(
+            "interlock_decisions_rejected", "Approval decisions refused.", "reason"
+        )
+        self.resume_latency = self._latency(
+            "interlock_resume_latency_seconds", "From decision or timer to continuation sent."
+        )
+        self.timer_lateness = self._latency(
+            "interlock_timer_lateness_seconds", "How long after its due time a timer fired."
+        )
+        self.timers_pending = self._gauge("interlock_timers_pending", "Timers not yet fired.")
+        self.timers_fired = self._counter("interlock_timers_fired", "Timers fired.", "kind")
+        self.executions_stuck = self._gauge(
+            "interlock_executions_stuck", "Running executions whose lease expired."
+        )
+
+    def _counter(self, name: str, doc: str, *labels: str) -> Counter:
+        # prometheus_client appends `_total` to counter samples.
+        return Counter(name, doc, self._labels(*labels), registry=self.registry)
+
+    def _gauge(self, name: str, doc: str, *labels: str) -> Gauge:
+        return Gauge(name, doc, self._labels(*labels), registry=self.registry)
+
+    def _latency(self, name: str, doc: str) -> Histogram:
+        return Histogram(name, doc, buckets=LATENCY_BUCKETS, registry=self.registry)
+
+    @staticmethod
+    def _labels(*labels: str) -> Sequence[str]:
+        unknown = set(labels) - ALLOWED_LABELS
+        if unknown:
+            raise ValueError(f"labels not allowed on a metric: {sorted(unknown)}")
+        return labels
