@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy import Select, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from interlock.store.ownership import OWNER_ALIVE_SQL
 from interlock.store.tables import Execution, StepRun, Transition, table_of
 from schemas.status import ExecutionStatus, PauseReason, StepStatus
 
@@ -47,11 +49,35 @@ class ExecutionRecord:
     error: str | None
     paused_reason: PauseReason | None
     paused_at: datetime | None
+    owner: int | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
     steps: dict[str, StepRecord] = field(default_factory=dict)
+
+
+class ClaimOutcome(StrEnum):
+    CLAIMED = "claimed"
+    BUSY = "busy"  # another live executor runs it; this message is a duplicate
+    STALE = "stale"  # paused or finished: nothing to run
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    status: ExecutionStatus | None = None
+
+
+_CLAIM_SQL = text(
+    f"""
+UPDATE execution SET owner = :worker, updated_at = :now
+WHERE id = :id AND status IN ('pending', 'running')
+  AND (owner IS NULL OR owner = :worker OR NOT {OWNER_ALIVE_SQL.format(owner="execution.owner")})
+RETURNING status
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -166,6 +192,40 @@ class Executions:
             for s in steps
         }
         return ExecutionRecord(**row._mapping, steps=records)
+
+    async def claim(
+        self, execution_id: UUID, *, worker: int, lock_class: int, now: datetime
+    ) -> Claim:
+        """Become the owner unless a live executor already is; see store.ownership."""
+        row = (
+            await self._session.execute(
+                _CLAIM_SQL,
+                {"id": execution_id, "worker": worker, "lock_class": lock_class, "now": now},
+            )
+        ).first()
+        if row is not None:
+            return Claim(ClaimOutcome.CLAIMED, ExecutionStatus(row[0]))
+        status = await self._session.scalar(select(_ex.c.status).where(_ex.c.id == execution_id))
+        if status is None:
+            return Claim(ClaimOutcome.MISSING)
+        status = ExecutionStatus(status)
+        if status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING):
+            return Claim(ClaimOutcome.BUSY, status)
+        return Claim(ClaimOutcome.STALE, status)
+
+    async def owner(self, execution_id: UUID) -> tuple[ExecutionStatus, int | None] | None:
+        """Lock the row for this transaction; its status and owner now."""
+        row = (
+            await self._session.execute(
+                select(_ex.c.status, _ex.c.owner).where(_ex.c.id == execution_id).with_for_update()
+            )
+        ).first()
+        return (ExecutionStatus(row[0]), row[1]) if row else None
+
+    async def release(self, execution_id: UUID, now: datetime) -> None:
+        await self._session.execute(
+            update(_ex).where(_ex.c.id == execution_id).values(owner=None, updated_at=now)
+        )
 
     async def lock_status(self, execution_id: UUID) -> ExecutionStatus | None:
         """Lock the execution row for this transaction; the status it holds now."""

@@ -119,6 +119,8 @@ class Execution(Base):
     error: Mapped[str | None] = mapped_column(Text)
     paused_reason: Mapped[PauseReason | None] = mapped_column(_enum(PauseReason, "pause_reason"))
     paused_at: Mapped[datetime | None]
+    # the worker lock (see store.ownership) of the executor running it; NULL when none is
+    owner: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -107,6 +107,7 @@ def upgrade() -> None:
             nullable=True,
         ),
         sa.Column("paused_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("owner", sa.BigInteger(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),

@@ -1,0 +1,629 @@
+"""Run an execution from its last checkpoint to its next durable boundary.
+
+Each step boundary is one transaction: the finished step's checkpoint, the next step's start
+(or the pause, or the end) and the lifecycle messages they cause commit together. The message
+is acked only after that, so a `kill -9` anywhere redelivers it and the checkpoints make the
+rerun continue where this one stopped.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import httpx
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from executor.actions import ActionContext, ActionRegistry, OutgoingEvent
+from executor.attempt import Outcome, run_attempt
+from executor.plan import FailStep, Finish, RunStep, SkipStep, Waiting, next_move
+from executor.retry import attempts_left, retry_delay
+from executor.scope import build_scope
+from interlock import outbox
+from interlock.bus.codec import decode_model, encode_cloudevent
+from interlock.bus.publisher import OutgoingMessage
+from interlock.bus.topology import ExchangeName
+from interlock.clock import Clock
+from interlock.definitions import VersionCache
+from interlock.errors import DeadLetterReason, InvalidInput
+from interlock.lifecycle import lifecycle_message
+from interlock.outbox import OutboxRelay
+from interlock.settings import ExecutorSettings
+from interlock.store.approvals import Approvals, new_approval_id
+from interlock.store.engine import transaction
+from interlock.store.executions import (
+    ClaimOutcome,
+    ExecutionRecord,
+    Executions,
+    StepRecord,
+    StepWrite,
+)
+from interlock.store.ownership import WorkerLock
+from interlock.store.tables import TimerKind
+from interlock.store.timers import Timers
+from interlock.telemetry.metrics import Metrics
+from schemas.cloudevent import CloudEvent
+from schemas.compiled import CompiledStep, CompiledWorkflow
+from schemas.expressions import ExpressionError
+from schemas.lifecycle import LifecycleType
+from schemas.messages import RunExecution
+from schemas.status import ExecutionStatus, PauseReason, StepStatus
+from schemas.steps import ActionStep, ApprovalStep, WaitStep
+
+log = structlog.get_logger(__name__)
+
+_S = StepStatus
+_E = ExecutionStatus
+
+
+@dataclass(frozen=True)
+class ExecutorDeps:
+    sessions: async_sessionmaker[AsyncSession]
+    definitions: VersionCache
+    actions: ActionRegistry
+    http: httpx.AsyncClient
+    metrics: Metrics
+    clock: Clock
+    relay: OutboxRelay
+    worker: WorkerLock
+    settings: ExecutorSettings
+    max_message_bytes: int
+    rng: random.Random = field(default_factory=random.Random)
+
+
+@dataclass
+class _Run:
+    """What one handler call knows about its execution, updated as it writes checkpoints."""
+
+    record: ExecutionRecord
+    workflow: CompiledWorkflow
+    steps: dict[str, StepRecord]
+    out: list[OutgoingMessage] = field(default_factory=list)
+
+    @property
+    def id(self) -> UUID:
+        return self.record.id
+
+    def scope(self) -> dict[str, Any]:
+        return build_scope(
+            event=self.record.event,
+            steps=self.steps,
+            execution_id=self.record.id,
+            workflow=self.record.workflow,
+            version=self.record.version,
+        )
+
+
+class ExecutionHandler:
+    def __init__(self, deps: ExecutorDeps) -> None:
+        self._d = deps
+
+    async def __call__(self, message: AbstractIncomingMessage) -> None:
+        run = decode_model(message.body, RunExecution, max_bytes=self._d.max_message_bytes)
+        with structlog.contextvars.bound_contextvars(execution_id=str(run.execution_id)):
+            self._d.metrics.executions_in_flight.inc()
+            try:
+                await self.run(run.execution_id)
+            finally:
+                self._d.metrics.executions_in_flight.dec()
+
+    async def run(self, execution_id: UUID) -> None:
+        """Advance the execution as far as it goes; safe to call any number of times."""
+        d = self._d
+        now = d.clock.now()
+        async with transaction(d.sessions) as session:
+            executions = Executions(session)
+            claim = await executions.claim(
+                execution_id, worker=d.worker.worker, lock_class=d.worker.lock_class, now=now
+            )
+            if claim.outcome is ClaimOutcome.MISSING:
+                raise InvalidInput(
+                    DeadLetterReason.UNKNOWN_EXECUTION, f"no execution {execution_id}"
+                )
+            if claim.outcome is not ClaimOutcome.CLAIMED:
+                log.info("execution.not_claimed", outcome=claim.outcome.value, status=claim.status)
+                return
+            record = await executions.load(execution_id)
+            assert record is not None
+            workflow = await d.definitions.get(session, record.version_id)
+            state = _Run(record=record, workflow=workflow, steps=dict(record.steps))
+            structlog.contextvars.bind_contextvars(workflow=record.workflow)
+            if claim.status is _E.PENDING:
+                await self._start(session, state, now)
+            move = await self._advance(session, state, now)
+            await outbox.add(session, state.out, now)
+        d.relay.notify()
+
+        while isinstance(move, RunStep):
+            outcome = await self._attempt(state, move)
+            now = d.clock.now()
+            state.out = []
+            async with transaction(d.sessions) as session:
+                executions = Executions(session)
+                current = await executions.owner(execution_id)
+                if current is None or current[1] != d.worker.worker:
+                    log.warning("execution.ownership_lost", step=move.step.id)
+                    return
+                await self._finish_attempt(session, state, move, outcome, now)
+                if current[0] is _E.CANCELLED:
+                    # the cancel already announced itself; the attempt finished, so stop here
+                    await executions.release(execution_id, now)
+                    await outbox.add(session, state.out, now)
+                    move = None
+                    break
+                move = await self._advance(session, state, now)
+                await outbox.add(session, state.out, now)
+            d.relay.notify()
+
+    async def _start(self, session: AsyncSession, state: _Run, now: datetime) -> None:
+        resumed = state.record.started_at is not None
+        values: dict[str, Any] = {"paused_reason": None, "paused_at": None}
+        if not resumed:
+            values["started_at"] = now
+        await Executions(session).set_status(
+            state.id,
+            expect=[_E.PENDING],
+            status=_E.RUNNING,
+            now=now,
+            cause="resumed by executor" if resumed else "picked up by executor",
+            **values,
+        )
+        kind = LifecycleType.EXECUTION_RESUMED if resumed else LifecycleType.EXECUTION_STARTED
+        state.out.append(lifecycle_message(kind, state.record, status=_E.RUNNING, at=now))
+        if resumed:
+            paused_since = state.record.paused_at
+            if paused_since is not None and state.record.paused_reason is PauseReason.APPROVAL:
+                self._d.metrics.resume_latency.observe(
+                    (now - state.record.updated_at).total_seconds()
+                )
+        else:
+            self._d.metrics.executions_started.labels(workflow=state.record.workflow).inc()
+
+    async def _advance(
+        self, session: AsyncSession, state: _Run, now: datetime
+    ) -> RunStep | Finish | Waiting | None:
+        """Write every decision that needs no action call, up to the next one that does."""
+        executions = Executions(session)
+        while True:
+            move = next_move(state.workflow, state.steps, state.scope())
+            if isinstance(move, SkipStep):
+                await self._write_step(
+                    session,
+                    state,
+                    move.step,
+                    _S.SKIPPED,
+                    now,
+                    cause=move.reason,
+                    expect=(_S.PENDING,),
+                    finished_at=now,
+                )
+                continue
+            if isinstance(move, FailStep):
+                await self._write_step(
+                    session,
+                    state,
+                    move.step,
+                    _S.FAILED,
+                    now,
+                    cause=move.error,
+                    expect=(_S.PENDING, _S.RUNNING),
+                    error=move.error,
+                    finished_at=now,
+                )
+                continue
+            if isinstance(move, Waiting):
+                log.info("execution.waiting", step=move.step.id)
+                return move
+            if isinstance(move, Finish):
+                await self._finish(executions, state, move, now)
+                return move
+            spec = move.step.spec
+            if isinstance(spec, ActionStep):
+                await self._write_step(
+                    session,
+                    state,
+                    move.step,
+                    _S.RUNNING,
+                    now,
+                    cause=f"attempt {move.attempt}",
+                    expect=(_S.PENDING, _S.RUNNING),
+                    attempt=move.attempt,
+                    started_at=now,
+                )
+                return move
+            if isinstance(spec, ApprovalStep):
+                paused = await self._pause_for_approval(session, state, move.step, spec, now)
+            else:
+                assert isinstance(spec, WaitStep)
+                paused = await self._pause_for_wait(session, state, move.step, spec, now)
+            if paused:
+                return None
+
+    async def _attempt(self, state: _Run, move: RunStep) -> Outcome:
+        d = self._d
+        step = move.step
+        context = ActionContext(
+            execution_id=str(state.id),
+            workflow=state.record.workflow,
+            version=state.record.version,
+            step_id=step.id,
+            attempt=move.attempt,
+            idempotency_key=f"{state.id}:{step.id}",
+            event=state.record.event,
+            http=d.http,
+            logger=log.bind(step=step.id, attempt=move.attempt),
+        )
+        with structlog.contextvars.bound_contextvars(step=step.id):
+            outcome = await run_attempt(
+                step,
+                scope=state.scope(),
+                actions=d.actions,
+                context=context,
+                default_timeout=d.settings.default_step_timeout,
+            )
+        action = str(getattr(step.spec, "action", ""))
+        d.metrics.step_duration.labels(
+            workflow=state.record.workflow, step=step.id, action=action
+        ).observe(outcome.seconds)
+        return outcome
+
+    async def _finish_attempt(
+        self, session: AsyncSession, state: _Run, move: RunStep, outcome: Outcome, now: datetime
+    ) -> None:
+        step = move.step
+        action = str(getattr(step.spec, "action", ""))
+        labels = {"workflow": state.record.workflow, "step": step.id, "action": action}
+        if outcome.ok:
+            await self._write_step(
+                session,
+                state,
+                step,
+                _S.COMPLETED,
+                now,
+                cause=f"attempt {move.attempt} succeeded",
+                expect=(_S.RUNNING,),
+                output=outcome.output,
+                finished_at=now,
+                attempt=move.attempt,
+            )
+            state.out.extend(_emitted(outcome.emitted))
+            self._d.metrics.steps_finished.labels(**labels, status="completed").inc()
+            return
+        error = outcome.error or "failed"
+        if outcome.retryable and attempts_left(step.retry, move.attempt):
+            delay = retry_delay(
+                step.retry, move.attempt, rng=self._d.rng, floor=outcome.retry_after
+            )
+            await self._retry_later(session, state, move, error, delay, now)
+            self._d.metrics.step_retries.labels(workflow=state.record.workflow, step=step.id).inc()
+            return
+        await self._write_step(
+            session,
+            state,
+            step,
+            _S.FAILED,
+            now,
+            cause=f"attempt {move.attempt} failed: {error}",
+            expect=(_S.RUNNING,),
+            error=error,
+            finished_at=now,
+            attempt=move.attempt,
+        )
+        self._d.metrics.steps_finished.labels(**labels, status="failed").inc()
+
+    async def _retry_later(
+        self,
+        session: AsyncSession,
+        state: _Run,
+        move: RunStep,
+        error: str,
+        delay: timedelta,
+        now: datetime,
+    ) -> None:
+        """The backoff is a durable timer: the execution pauses and holds no message."""
+        step = move.step
+        due = now + delay
+        await self._write_step(
+            session,
+            state,
+            step,
+            _S.PENDING,
+            now,
+            cause=f"attempt {move.attempt} failed: {error}; next attempt at {due.isoformat()}",
+            expect=(_S.RUNNING,),
+            error=error,
+            attempt=move.attempt,
+            emit=False,
+        )
+        await Timers(session).create(
+            execution_id=state.id, step_id=step.id, kind=TimerKind.RETRY, due_at=due, now=now
+        )
+        await self._pause(session, state, PauseReason.RETRY, now, f"retry of step {step.id}")
+        state.out.append(
+            lifecycle_message(
+                LifecycleType.STEP_RETRYING,
+                state.record,
+                status=_S.PENDING,
+                at=now,
+                step_id=step.id,
+                attempt=move.attempt,
+                error=error,
+                details={
+                    "next_attempt_at": due.isoformat(),
+                    "delay_seconds": delay.total_seconds(),
+                },
+            )
+        )
+        # the loop in run() ends: the pause released ownership
+        state.steps[step.id] = replace(state.steps[step.id], status=_S.WAITING)
+
+    async def _pause_for_approval(
+        self,
+        session: AsyncSession,
+        state: _Run,
+        step: CompiledStep,
+        spec: ApprovalStep,
+        now: datetime,
+    ) -> bool:
+        try:
+            prompt = step.prompt.render(state.scope()) if step.prompt is not None else None
+        except ExpressionError as exc:
+            await self._write_step(
+                session,
+                state,
+                step,
+                _S.FAILED,
+                now,
+                cause=str(exc),
+                expect=(_S.PENDING, _S.RUNNING),
+                error=str(exc),
+                finished_at=now,
+            )
+            return False
+        approval = spec.approval
+        approval_id = new_approval_id()
+        expires_at = now + approval.timeout
+        approvers = list(approval.approvers) if approval.approvers else None
+        prompt_text = prompt if prompt is None or isinstance(prompt, str) else str(prompt)
+        await Approvals(session).create(
+            approval_id=approval_id,
+            execution_id=state.id,
+            step_id=step.id,
+            approvers=approvers,
+            prompt=prompt_text,
+            expires_at=expires_at,
+            now=now,
+        )
+        await Timers(session).create(
+            execution_id=state.id,
+            step_id=step.id,
+            kind=TimerKind.APPROVAL_TIMEOUT,
+            due_at=expires_at,
+            now=now,
+            approval_id=approval_id,
+        )
+        await self._write_step(
+            session,
+            state,
+            step,
+            _S.WAITING,
+            now,
+            cause=f"waiting for approval {approval_id}",
+            expect=(_S.PENDING, _S.RUNNING),
+            started_at=now,
+            attempt=1,
+            emit=False,
+        )
+        await self._pause(session, state, PauseReason.APPROVAL, now, f"approval {approval_id}")
+        state.out.append(
+            lifecycle_message(
+                LifecycleType.EXECUTION_PAUSED,
+                state.record,
+                status=_E.PAUSED,
+                at=now,
+                step_id=step.id,
+                details={
+                    "reason": PauseReason.APPROVAL.value,
+                    "approval_id": approval_id,
+                    "approvers": approvers,
+                    "prompt": prompt_text,
+                    "expires_at": expires_at.isoformat(),
+                },
+            )
+        )
+        return True
+
+    async def _pause_for_wait(
+        self, session: AsyncSession, state: _Run, step: CompiledStep, spec: WaitStep, now: datetime
+    ) -> bool:
+        try:
+            due = _wait_until(step, spec, state.scope(), now)
+        except (ExpressionError, ValueError) as exc:
+            await self._write_step(
+                session,
+                state,
+                step,
+                _S.FAILED,
+                now,
+                cause=str(exc),
+                expect=(_S.PENDING, _S.RUNNING),
+                error=str(exc),
+                finished_at=now,
+            )
+            return False
+        await Timers(session).create(
+            execution_id=state.id, step_id=step.id, kind=TimerKind.WAIT, due_at=due, now=now
+        )
+        await self._write_step(
+            session,
+            state,
+            step,
+            _S.WAITING,
+            now,
+            cause=f"waiting until {due.isoformat()}",
+            expect=(_S.PENDING, _S.RUNNING),
+            started_at=now,
+            attempt=1,
+            emit=False,
+        )
+        await self._pause(session, state, PauseReason.WAIT, now, f"wait until {due.isoformat()}")
+        state.out.append(
+            lifecycle_message(
+                LifecycleType.EXECUTION_PAUSED,
+                state.record,
+                status=_E.PAUSED,
+                at=now,
+                step_id=step.id,
+                details={"reason": PauseReason.WAIT.value, "until": due.isoformat()},
+            )
+        )
+        return True
+
+    async def _pause(
+        self, session: AsyncSession, state: _Run, reason: PauseReason, now: datetime, cause: str
+    ) -> None:
+        await Executions(session).set_status(
+            state.id,
+            expect=[_E.RUNNING],
+            status=_E.PAUSED,
+            now=now,
+            cause=f"paused: {cause}",
+            paused_reason=reason,
+            paused_at=now,
+            owner=None,
+        )
+
+    async def _finish(
+        self, executions: Executions, state: _Run, move: Finish, now: datetime
+    ) -> None:
+        status = _E.COMPLETED if move.completed else _E.FAILED
+        error = None if move.completed else f"step {move.failed_step} failed: {move.error}"
+        await executions.set_status(
+            state.id,
+            expect=[_E.RUNNING],
+            status=status,
+            now=now,
+            cause="all steps done" if move.completed else error or "failed",
+            finished_at=now,
+            error=error,
+            owner=None,
+        )
+        kind = (
+            LifecycleType.EXECUTION_COMPLETED if move.completed else LifecycleType.EXECUTION_FAILED
+        )
+        state.out.append(lifecycle_message(kind, state.record, status=status, at=now, error=error))
+        self._d.metrics.executions_finished.labels(
+            workflow=state.record.workflow, status=status.value
+        ).inc()
+        log.info("execution.finished", status=status.value, error=error)
+
+    async def _write_step(
+        self,
+        session: AsyncSession,
+        state: _Run,
+        step: CompiledStep,
+        status: StepStatus,
+        now: datetime,
+        *,
+        cause: str,
+        expect: tuple[StepStatus, ...],
+        attempt: int | None = None,
+        output: Any = None,
+        error: str | None = None,
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+        emit: bool = True,
+    ) -> None:
+        previous = state.steps.get(step.id)
+        write = StepWrite(
+            step_id=step.id,
+            position=step.index,
+            status=status,
+            expect=frozenset(expect),
+            cause=cause,
+            attempt=attempt,
+            output=output,
+            error=error,
+            started_at=started_at,
+            finished_at=finished_at,
+            from_status=previous.status if previous else None,
+        )
+        if not await Executions(session).write_step(state.id, write, now):
+            # a duplicate writer got there first; our transaction must not go on from here
+            raise StaleCheckpoint(f"step {step.id} was not in {sorted(expect)}")
+        state.steps[step.id] = StepRecord(
+            step_id=step.id,
+            position=step.index,
+            status=status,
+            attempt=attempt if attempt is not None else (previous.attempt if previous else 0),
+            output=output,
+            error=error,
+            started_at=started_at or (previous.started_at if previous else None),
+            finished_at=finished_at,
+            updated_at=now,
+        )
+        if emit and self._d.settings.lifecycle_steps:
+            kind = _STEP_EVENTS.get(status)
+            if kind is not None:
+                state.out.append(
+                    lifecycle_message(
+                        kind,
+                        state.record,
+                        status=status,
+                        at=now,
+                        step_id=step.id,
+                        attempt=state.steps[step.id].attempt or None,
+                        error=error,
+                    )
+                )
+
+
+class StaleCheckpoint(Exception):
+    """Another delivery of the same execution wrote this checkpoint first: roll back, requeue."""
+
+
+_STEP_EVENTS = {
+    _S.RUNNING: LifecycleType.STEP_STARTED,
+    _S.COMPLETED: LifecycleType.STEP_COMPLETED,
+    _S.FAILED: LifecycleType.STEP_FAILED,
+    _S.SKIPPED: LifecycleType.STEP_SKIPPED,
+}
+
+
+def _emitted(events: list[OutgoingEvent]) -> list[OutgoingMessage]:
+    messages = []
+    for e in events:
+        event = CloudEvent.model_validate(
+            {
+                "specversion": "1.0",
+                "id": e.id,
+                "source": e.source,
+                "type": e.type,
+                "subject": e.subject,
+                "datacontenttype": "application/json",
+                "data": e.data,
+                **dict(e.extensions),
+            }
+        )
+        messages.append(encode_cloudevent(event, ExchangeName.EVENTS))
+    return messages
+
+
+def _wait_until(
+    step: CompiledStep, spec: WaitStep, scope: dict[str, Any], now: datetime
+) -> datetime:
+    if step.until is None:
+        assert isinstance(spec.wait, timedelta)
+        return now + spec.wait
+    value = step.until.render(scope)
+    if not isinstance(value, str):
+        raise ValueError(f"wait.until must give an RFC 3339 timestamp, got {value!r}")
+    due = datetime.fromisoformat(value)
+    if due.tzinfo is None:
+        raise ValueError(f"wait.until {value!r} has no timezone offset")
+    return due

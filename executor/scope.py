@@ -1,0 +1,39 @@
+"""The CEL scope of a step: the trigger event, earlier steps' outputs, the execution."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+from uuid import UUID
+
+from schemas.status import StepStatus
+
+
+class StepView(Protocol):
+    @property
+    def status(self) -> StepStatus: ...
+    @property
+    def output(self) -> Any: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def error(self) -> str | None: ...
+
+
+def build_scope(
+    *,
+    event: Mapping[str, Any],
+    steps: Mapping[str, StepView],
+    execution_id: UUID,
+    workflow: str,
+    version: int,
+) -> dict[str, Any]:
+    return {
+        "event": event,
+        "steps": {
+            step_id: {"status": view.status.value, "output": view.output, "error": view.error}
+            for step_id, view in steps.items()
+            if view.status.is_terminal or view.status is StepStatus.WAITING
+        },
+        "execution": {"id": str(execution_id), "workflow": workflow, "version": version},
+    }

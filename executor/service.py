@@ -1,0 +1,69 @@
+"""Composition root of the executor."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+
+from executor.actions import ActionRegistry
+from executor.handle_execution import ExecutionHandler, ExecutorDeps
+from interlock.bus.consumer import Consumer
+from interlock.bus.topology import QueueName
+from interlock.definitions import VersionCache
+from interlock.runtime import Runtime
+from interlock.store.ownership import WorkerLock
+
+
+class ExecutorService:
+    name = "executor"
+
+    def __init__(self, actions: ActionRegistry | None = None) -> None:
+        self._actions = actions
+        self._consumer: Consumer | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._worker: WorkerLock | None = None
+
+    async def start(self, runtime: Runtime) -> None:
+        settings = runtime.settings
+        actions = self._actions
+        if actions is None:
+            actions = ActionRegistry.with_builtins()
+            actions.load_entry_points()
+            actions.load_modules(settings.executor.actions)
+        self._worker = WorkerLock(runtime.engine, settings.namespace)
+        await self._worker.acquire()
+        runtime.spawn(self._worker.watch(), "worker-lock")
+        self._http = httpx.AsyncClient(follow_redirects=False)
+        handler = ExecutionHandler(
+            ExecutorDeps(
+                sessions=runtime.sessions,
+                definitions=VersionCache(),
+                actions=actions,
+                http=self._http,
+                metrics=runtime.metrics,
+                clock=runtime.clock,
+                relay=runtime.relay,
+                worker=self._worker,
+                settings=settings.executor,
+                max_message_bytes=settings.amqp.max_message_bytes,
+            )
+        )
+        self._consumer = Consumer(
+            connection=runtime.connection,
+            queue=runtime.topology.queue(QueueName.EXECUTIONS),
+            prefetch=settings.executor.prefetch or settings.amqp.prefetch,
+            handler=handler,
+            dead_letters=runtime.dead_letters,
+            metrics=runtime.metrics,
+            delivery_limit=settings.amqp.delivery_limit,
+        )
+        await self._consumer.start()
+
+    async def stop(self, grace: timedelta) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop(grace)
+        if self._http is not None:
+            await self._http.aclose()
+        if self._worker is not None:
+            await self._worker.release()

@@ -1,0 +1,28 @@
+"""The `interlock` command."""
+
+from __future__ import annotations
+
+import typer
+
+from interlock.cli import executions, workflows
+from interlock.cli.apply import apply
+from interlock.cli.migrate import migrate
+from interlock.cli.publish import publish
+from interlock.cli.run import run_services
+
+app = typer.Typer(
+    help="Interlock: an event router and durable workflow executor on RabbitMQ and PostgreSQL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command()(migrate)
+app.command()(apply)
+app.command()(publish)
+app.command("run")(run_services)
+app.add_typer(workflows.app, name="workflows")
+app.add_typer(executions.app, name="executions")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,50 @@
+"""`interlock apply`: validate definitions, then store them as new versions (or no-ops)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from interlock.cli.common import EXIT_INVALID, database, fail, run, settings
+from interlock.clock import SystemClock
+from interlock.store.engine import transaction
+from interlock.store.workflows import ApplyResult, Workflows
+from schemas.definition import DefinitionError, definition_digest, load_definitions
+from schemas.workflow import Workflow
+
+
+def apply(
+    paths: list[Path] = typer.Argument(
+        ..., help="Definition files or directories (*.yaml, *.yml, *.json)."
+    ),
+) -> None:
+    """Store definitions: a changed one becomes a new version, an unchanged one is a no-op."""
+    try:
+        loaded = load_definitions(paths)
+    except DefinitionError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    if not loaded:
+        fail("no definition files found in " + ", ".join(str(p) for p in paths))
+    results = run(_store([wf for _, wf in loaded]))
+    for (path, _), result in zip(loaded, results, strict=True):
+        state = f"v{result.version} created" if result.changed else f"v{result.version} unchanged"
+        typer.echo(f"{result.name}: {state} ({path})")
+
+
+async def _store(workflows: list[Workflow]) -> list[ApplyResult]:
+    s = settings()
+    async with database(s) as sessions, transaction(sessions) as session:
+        # all files in one transaction: an error stores none of them
+        repo = Workflows(session)
+        now = SystemClock().now()
+        return [
+            await repo.apply(
+                wf.name,
+                wf.model_dump(mode="json", by_alias=True, exclude_none=True),
+                definition_digest(wf),
+                now,
+            )
+            for wf in workflows
+        ]

@@ -1,0 +1,55 @@
+"""`interlock run`: start services in this process."""
+
+from __future__ import annotations
+
+import asyncio
+from enum import StrEnum
+
+import typer
+
+from interlock.cli.common import settings
+from interlock.runtime import Runtime, Service, serve
+from interlock.telemetry.logging import configure_logging
+
+
+class Which(StrEnum):
+    ROUTER = "router"
+    EXECUTOR = "executor"
+    RESUMER = "resumer"
+    ALL = "all"
+
+
+def build_services(which: Which) -> list[Service]:
+    from executor.service import ExecutorService
+    from resumer.service import ResumerService
+    from router.service import RouterService
+
+    factories: dict[Which, type[Service]] = {
+        Which.ROUTER: RouterService,
+        Which.EXECUTOR: ExecutorService,
+        Which.RESUMER: ResumerService,
+    }
+    if which is Which.ALL:
+        return [RouterService(), ExecutorService(), ResumerService()]
+    return [factories[which]()]
+
+
+def run_services(
+    which: Which = typer.Argument(..., help="router, executor, resumer, or all (development)."),
+    metrics_port: int | None = typer.Option(
+        None, help="Port for /metrics, /healthz, /readyz (default INTERLOCK_TELEMETRY_PORT)."
+    ),
+) -> None:
+    """Run services until SIGTERM or Ctrl-C; `all` runs every service in one process."""
+    s = settings()
+    if metrics_port is not None:
+        s.telemetry.port = metrics_port
+    configure_logging(level=s.telemetry.log_level, json=s.telemetry.log_json)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - optional speed-up
+        pass
+    runtime = Runtime(s, name=f"interlock-{which.value}")
+    asyncio.run(serve(runtime, build_services(which), s.shutdown_grace))

@@ -1,0 +1,153 @@
+"""The plumbing every service process shares, and serve(): signals -> graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Coroutine, Sequence
+from datetime import timedelta
+from typing import Any, Protocol
+
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from interlock.bus import topology
+from interlock.bus.connection import connect, is_connected
+from interlock.bus.dead_letter import DeadLetters
+from interlock.bus.publisher import Publisher
+from interlock.clock import Clock, SystemClock
+from interlock.outbox import OutboxRelay
+from interlock.settings import Settings
+from interlock.store.engine import create_engine, create_sessionmaker, ping
+from interlock.telemetry.http import HealthServer
+from interlock.telemetry.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+
+class Service(Protocol):
+    name: str
+
+    async def start(self, runtime: Runtime) -> None: ...
+    async def stop(self, grace: timedelta) -> None: ...
+
+
+class Runtime:
+    """Engine, broker connection, publisher, outbox relay and health server of one process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        name: str,
+        clock: Clock | None = None,
+        registry: CollectorRegistry | None = None,
+        serve_http: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.name = name
+        self.clock: Clock = clock or SystemClock()
+        self.metrics = Metrics(registry or CollectorRegistry())
+        self.topology = topology.Topology(settings.namespace, settings.amqp.delivery_limit)
+        self._serve_http = serve_http
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.failed = asyncio.Event()
+        self.engine: AsyncEngine
+        self.sessions: async_sessionmaker[AsyncSession]
+        self.connection: AbstractRobustConnection
+        self.channel: AbstractChannel
+        self.publisher: Publisher
+        self.dead_letters: DeadLetters
+        self.relay: OutboxRelay
+        self.health: HealthServer | None = None
+
+    async def open(self) -> None:
+        self.engine = create_engine(self.settings.database, application_name=self.name)
+        self.sessions = create_sessionmaker(self.engine)
+        self.connection = await connect(self.settings.amqp.url, name=self.name)
+        self.channel = await self.connection.channel(publisher_confirms=True)
+        await topology.declare(self.channel, self.topology)
+        self.publisher = Publisher(self.channel, self.topology)
+        self.dead_letters = DeadLetters(self.publisher, self.name)
+        self.relay = OutboxRelay(
+            sessions=self.sessions, publisher=self.publisher, metrics=self.metrics
+        )
+        self.spawn(self.relay.run(), "outbox-relay")
+        if self._serve_http:
+            self.health = HealthServer(
+                host=self.settings.telemetry.host,
+                port=self.settings.telemetry.port,
+                metrics=self.metrics,
+                checks={"broker": self._broker_ready, "database": self._database_ready},
+            )
+            await self.health.start()
+        self.metrics.up.labels(service=self.name).set(1)
+
+    async def _broker_ready(self) -> bool:
+        return is_connected(self.connection) and not self.channel.is_closed
+
+    async def _database_ready(self) -> bool:
+        return await ping(self.engine)
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run a background loop; if it dies, the process stops rather than limp on."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("background_task.died", task=task.get_name(), error=repr(exc))
+            self.failed.set()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.health is not None:
+            await self.health.stop()
+        with contextlib.suppress(Exception):
+            await self.connection.close()
+        await self.engine.dispose()
+
+
+async def serve(runtime: Runtime, services: Sequence[Service], grace: timedelta) -> None:
+    """Run until SIGTERM/SIGINT (or a background task dies), then stop gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await runtime.open()
+    started: list[Service] = []
+    try:
+        for service in services:
+            await service.start(runtime)
+            started.append(service)
+        log.info(
+            "service.started",
+            services=[s.name for s in services],
+            namespace=runtime.settings.namespace,
+        )
+        stopping = asyncio.create_task(stop.wait())
+        failing = asyncio.create_task(runtime.failed.wait())
+        await asyncio.wait({stopping, failing}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        failing.cancel()
+    finally:
+        log.info("service.stopping", grace_seconds=grace.total_seconds())
+        # stop intake first, drain in-flight work, then close the bus and dispose the engine
+        await asyncio.gather(*(s.stop(grace) for s in reversed(started)), return_exceptions=True)
+        await runtime.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    if runtime.failed.is_set():
+        raise SystemExit(1)

@@ -1,0 +1,128 @@
+"""Pending and decided approvals."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from interlock.store.tables import Approval, ApprovalStatus, Execution, table_of
+
+_ap = table_of(Approval)
+_ex = table_of(Execution)
+
+
+def new_approval_id() -> str:
+    """Unguessable: whoever holds it may decide, so it is a capability, not a counter."""
+    return "apr_" + secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    id: str
+    execution_id: UUID
+    step_id: str
+    status: ApprovalStatus
+    approvers: list[str] | None
+    prompt: str | None
+    expires_at: datetime
+    created_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    comment: str | None
+    data: Any
+    decision_id: str | None
+    workflow: str | None = None
+
+
+class Approvals:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def create(
+        self,
+        *,
+        approval_id: str,
+        execution_id: UUID,
+        step_id: str,
+        approvers: list[str] | None,
+        prompt: str | None,
+        expires_at: datetime,
+        now: datetime,
+    ) -> None:
+        await self._session.execute(
+            insert(_ap).values(
+                id=approval_id,
+                execution_id=execution_id,
+                step_id=step_id,
+                status=ApprovalStatus.PENDING,
+                approvers=approvers,
+                prompt=prompt,
+                expires_at=expires_at,
+                created_at=now,
+            )
+        )
+
+    async def get(self, approval_id: str, *, lock: bool = False) -> ApprovalRecord | None:
+        query = select(_ap).where(_ap.c.id == approval_id)
+        if lock:
+            query = query.with_for_update()
+        row = (await self._session.execute(query)).first()
+        return ApprovalRecord(**row._mapping) if row else None
+
+    async def decide(
+        self,
+        approval_id: str,
+        *,
+        status: ApprovalStatus,
+        now: datetime,
+        decided_by: str | None = None,
+        comment: str | None = None,
+        data: Any = None,
+        decision_id: str | None = None,
+    ) -> bool:
+        """Pending -> decided, once: the conditional update is what makes one outcome win."""
+        result = await self._session.execute(
+            update(_ap)
+            .where(_ap.c.id == approval_id, _ap.c.status == ApprovalStatus.PENDING)
+            .values(
+                status=status,
+                decided_at=now,
+                decided_by=decided_by,
+                comment=comment,
+                data=data,
+                decision_id=decision_id,
+            )
+            .returning(_ap.c.id)
+        )
+        return result.first() is not None
+
+    async def cancel_for(self, execution_id: UUID, now: datetime) -> int:
+        result = await self._session.execute(
+            update(_ap)
+            .where(_ap.c.execution_id == execution_id, _ap.c.status == ApprovalStatus.PENDING)
+            .values(status=ApprovalStatus.CANCELLED, decided_at=now)
+            .returning(_ap.c.id)
+        )
+        return len(result.all())
+
+    async def pending(self, limit: int = 500) -> list[ApprovalRecord]:
+        rows = await self._session.execute(
+            select(_ap, _ex.c.workflow)
+            .join(_ex, _ex.c.id == _ap.c.execution_id)
+            .where(_ap.c.status == ApprovalStatus.PENDING)
+            .order_by(_ap.c.expires_at)
+            .limit(limit)
+        )
+        return [ApprovalRecord(**r._mapping) for r in rows]
+
+    async def for_execution(self, execution_id: UUID) -> list[ApprovalRecord]:
+        rows = await self._session.execute(
+            select(_ap).where(_ap.c.execution_id == execution_id).order_by(_ap.c.created_at)
+        )
+        return [ApprovalRecord(**r._mapping) for r in rows]

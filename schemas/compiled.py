@@ -1,0 +1,77 @@
+"""A workflow version compiled once: every guard and template ready to evaluate."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
+
+from schemas.expressions import Expression, Template
+from schemas.steps import ActionStep, RetryPolicy, Step
+from schemas.workflow import Workflow
+
+__all__ = ["CompiledStep", "CompiledTrigger", "CompiledWorkflow", "compile_workflow"]
+
+NO_RETRY: Final = RetryPolicy(attempts=1)
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class CompiledTrigger:
+    index: int
+    pattern: str
+    condition: Expression | None
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class CompiledStep:
+    """One step ready to run; `retry` already resolves the step, workflow and no-retry defaults."""
+
+    index: int
+    spec: Step
+    guard: Expression | None
+    with_: Template | None
+    prompt: Template | None
+    until: Template | None
+    retry: RetryPolicy
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class CompiledWorkflow:
+    workflow: Workflow
+    triggers: tuple[CompiledTrigger, ...]
+    steps: tuple[CompiledStep, ...]
+    steps_by_id: Mapping[str, CompiledStep]
+
+
+def compile_workflow(wf: Workflow) -> CompiledWorkflow:
+    """Compile a validated Workflow; validation already compiled everything, so this cannot fail."""
+    triggers = tuple(
+        CompiledTrigger(index, trigger.on, _maybe(trigger.if_))
+        for index, trigger in enumerate(wf.triggers)
+    )
+    steps = tuple(_compile_step(index, step, wf.retry) for index, step in enumerate(wf.steps))
+    by_id = MappingProxyType({step.id: step for step in steps})
+    return CompiledWorkflow(wf, triggers, steps, by_id)
+
+
+def _compile_step(index: int, step: Step, default_retry: RetryPolicy | None) -> CompiledStep:
+    templates = {path: Template.compile(value, path) for path, value in step.templates().items()}
+    retry = NO_RETRY
+    if isinstance(step, ActionStep):
+        retry = step.retry or default_retry or NO_RETRY
+    return CompiledStep(
+        index=index,
+        spec=step,
+        guard=_maybe(step.if_),
+        with_=templates.get("with"),
+        prompt=templates.get("approval.prompt"),
+        until=templates.get("wait.until"),
+        retry=retry,
+    )
+
+
+def _maybe(source: str | None) -> Expression | None:
+    return None if source is None else Expression.compile(source)
