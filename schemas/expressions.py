@@ -2,8 +2,10 @@
 
 import base64
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Self
 
@@ -132,7 +134,7 @@ def _eval_cause(exc: Exception) -> str:
     return text or type(exc).__name__
 
 
-_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+_SCALARS: Final = frozenset({str, int, bool, type(None)})
 
 
 def to_json_value(value: Any, source: str = "") -> Any:
@@ -143,6 +145,10 @@ def to_json_value(value: Any, source: str = "") -> Any:
     """
     kind = type(value)
     if kind in _SCALARS:
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise ExpressionError(source, f"result {value} has no JSON form")
         return value
     if kind is list:
         return [to_json_value(v, source) for v in value]
@@ -166,7 +172,7 @@ def _json_key(key: Any) -> str:
     return str(key)
 
 
-def to_text(value: Any) -> str:
+def _to_text(value: Any) -> str:
     """Interpolate a value into a string: None is "", bools lowercase, whole floats lose ".0"."""
     kind = type(value)
     if kind is str:
@@ -182,68 +188,63 @@ def to_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+_Context = dict[str, Any] | cel.Context
+
+
+@dataclass(frozen=True, slots=True)
 class _Const:
-    __slots__ = ("value",)
+    value: Any
 
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def render(self, context: dict[str, Any] | cel.Context) -> Any:
+    def render(self, context: _Context) -> Any:
         return self.value
 
 
+@dataclass(frozen=True, slots=True)
 class _Whole:
     """A string that is exactly one `${...}`: the result keeps its type."""
 
-    __slots__ = ("expression", "path")
+    expression: Expression
+    path: str
 
-    def __init__(self, expression: Expression, path: str) -> None:
-        self.expression, self.path = expression, path
-
-    def render(self, context: dict[str, Any] | cel.Context) -> Any:
+    def render(self, context: _Context) -> Any:
         try:
             return to_json_value(self.expression.run(context), self.expression.source)
         except ExpressionError as exc:
             raise exc.at(self.path) from None
 
 
+@dataclass(frozen=True, slots=True)
 class _Mixed:
     """Text with `${...}` inside: every result is interpolated as text."""
 
-    __slots__ = ("parts", "path")
+    parts: tuple[str | Expression, ...]
+    path: str
 
-    def __init__(self, parts: tuple[str | Expression, ...], path: str) -> None:
-        self.parts, self.path = parts, path
-
-    def render(self, context: dict[str, Any] | cel.Context) -> str:
+    def render(self, context: _Context) -> str:
         try:
             return "".join(
                 part
                 if isinstance(part, str)
-                else to_text(to_json_value(part.run(context), part.source))
+                else _to_text(to_json_value(part.run(context), part.source))
                 for part in self.parts
             )
         except ExpressionError as exc:
             raise exc.at(self.path) from None
 
 
+@dataclass(frozen=True, slots=True)
 class _Dict:
-    __slots__ = ("items",)
+    items: tuple[tuple[str, "_Node"], ...]
 
-    def __init__(self, items: tuple[tuple[str, "_Node"], ...]) -> None:
-        self.items = items
-
-    def render(self, context: dict[str, Any] | cel.Context) -> dict[str, Any]:
+    def render(self, context: _Context) -> dict[str, Any]:
         return {key: node.render(context) for key, node in self.items}
 
 
+@dataclass(frozen=True, slots=True)
 class _List:
-    __slots__ = ("items",)
+    items: tuple["_Node", ...]
 
-    def __init__(self, items: tuple["_Node", ...]) -> None:
-        self.items = items
-
-    def render(self, context: dict[str, Any] | cel.Context) -> list[Any]:
+    def render(self, context: _Context) -> list[Any]:
         return [node.render(context) for node in self.items]
 
 

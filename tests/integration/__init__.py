@@ -1,1 +1,1 @@
-"""tests integration package."""
+"""Integration tests against real RabbitMQ and PostgreSQL."""

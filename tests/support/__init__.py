@@ -1,1 +1,1 @@
-"""tests support package."""
+"""Helpers shared by the test suites."""

@@ -81,6 +81,11 @@ def test_results_are_converted_to_json_values(source: str, expected: Any) -> Non
     assert Expression.compile(source).evaluate(SCOPE) == expected
 
 
+def test_non_finite_results_are_errors_because_json_cannot_hold_them() -> None:
+    with pytest.raises(ExpressionError, match="result inf has no JSON form"):
+        Expression.compile("1.0 / 0.0").evaluate(SCOPE)
+
+
 def test_references_list_top_level_names_including_macro_variables() -> None:
     expression = Expression.compile("event.data.tags.all(t, t != '') && execution.id != ''")
     assert expression.references() == {"event", "execution", "t"}

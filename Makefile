@@ -1,0 +1,49 @@
+# Two commands for a new user: `make run` (set up and run Interlock) and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+
+export INTERLOCK_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/interlock
+export INTERLOCK_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
+
+.PHONY: install services run test lint unit integration e2e bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+services:
+	bash .ci/services
+
+run: install services
+	$(BIN)/interlock migrate
+	$(BIN)/interlock apply examples/
+	$(BIN)/interlock run all
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: install services lint
+	$(BIN)/pytest
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: install services
+	$(BIN)/pytest tests/integration
+
+e2e: install services
+	$(BIN)/pytest tests/e2e
+
+bench: install services
+	$(BIN)/interlock bench $(if $(QUICK),--quick,)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,69 @@
+"""Per-run databases and per-test namespaces on real PostgreSQL and RabbitMQ."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from interlock.settings import AmqpSettings, DatabaseSettings, Settings, TelemetrySettings
+from interlock.store.migrate import upgrade_async
+from tests.support.infra import postgres_server, rabbitmq_server, unique
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    with rabbitmq_server() as url:
+        yield url
+
+
+async def _admin(server_url: str, sql: str) -> None:
+    engine = create_async_engine(
+        make_url(server_url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(sql))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def template_database(postgres_url: str) -> AsyncIterator[str]:
+    """This run's migrated database; each test gets a copy (CREATE DATABASE ... TEMPLATE)."""
+    name = unique("interlock_tpl_")
+    url = str(make_url(postgres_url).set(database=name))
+    await upgrade_async(url)
+    yield name
+    await _admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def database_url(postgres_url: str, template_database: str) -> AsyncIterator[str]:
+    name = unique("interlock_t_")
+    await _admin(postgres_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    yield str(make_url(postgres_url).set(database=name).render_as_string(hide_password=False))
+    await _admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def namespace() -> str:
+    return unique("t")
+
+
+@pytest.fixture
+def settings(database_url: str, amqp_url: str, namespace: str) -> Settings:
+    return Settings(
+        namespace=namespace,
+        database=DatabaseSettings(url=database_url, pool_size=5),
+        amqp=AmqpSettings(url=amqp_url, prefetch=32),
+        telemetry=TelemetrySettings(port=0, log_json=True),
+    )
