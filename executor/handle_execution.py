@@ -51,7 +51,7 @@ from schemas.cloudevent import CloudEvent
 from schemas.compiled import CompiledStep, CompiledWorkflow
 from schemas.expressions import ExpressionError
 from schemas.lifecycle import LifecycleType
-from schemas.messages import RunExecution
+from schemas.messages import RunExecution, RunReason
 from schemas.status import ExecutionStatus, PauseReason, StepStatus
 from schemas.steps import ActionStep, ApprovalStep, WaitStep
 
@@ -108,11 +108,11 @@ class ExecutionHandler:
         with structlog.contextvars.bound_contextvars(execution_id=str(run.execution_id)):
             self._d.metrics.executions_in_flight.inc()
             try:
-                await self.run(run.execution_id)
+                await self.run(run.execution_id, run)
             finally:
                 self._d.metrics.executions_in_flight.dec()
 
-    async def run(self, execution_id: UUID) -> None:
+    async def run(self, execution_id: UUID, message: RunExecution | None = None) -> None:
         """Advance the execution as far as it goes; safe to call any number of times."""
         d = self._d
         now = d.clock.now()
@@ -134,7 +134,7 @@ class ExecutionHandler:
             state = _Run(record=record, workflow=workflow, steps=dict(record.steps))
             structlog.contextvars.bind_contextvars(workflow=record.workflow)
             if claim.status is _E.PENDING:
-                await self._start(session, state, now)
+                await self._start(session, state, now, message)
             move = await self._advance(session, state, now)
             await outbox.add(session, state.out, now)
         d.relay.notify()
@@ -160,7 +160,9 @@ class ExecutionHandler:
                 await outbox.add(session, state.out, now)
             d.relay.notify()
 
-    async def _start(self, session: AsyncSession, state: _Run, now: datetime) -> None:
+    async def _start(
+        self, session: AsyncSession, state: _Run, now: datetime, message: RunExecution | None
+    ) -> None:
         resumed = state.record.started_at is not None
         values: dict[str, Any] = {"paused_reason": None, "paused_at": None}
         if not resumed:
@@ -176,11 +178,10 @@ class ExecutionHandler:
         kind = LifecycleType.EXECUTION_RESUMED if resumed else LifecycleType.EXECUTION_STARTED
         state.out.append(lifecycle_message(kind, state.record, status=_E.RUNNING, at=now))
         if resumed:
-            paused_since = state.record.paused_at
-            if paused_since is not None and state.record.paused_reason is PauseReason.APPROVAL:
-                self._d.metrics.resume_latency.observe(
-                    (now - state.record.updated_at).total_seconds()
-                )
+            if message is not None and message.reason is RunReason.RESUME:
+                # from the decision (or timer) being recorded to the execution running again
+                latency = (now - message.sent_at).total_seconds()
+                self._d.metrics.resume_latency.observe(max(latency, 0.0))
         else:
             self._d.metrics.executions_started.labels(workflow=state.record.workflow).inc()
 

@@ -1,17 +1,98 @@
-"""Composition root of the resumer (decisions, timers, cancel commands)."""
+"""Composition root of the resumer: decisions, cancel commands and durable timers."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
+import structlog
+from sqlalchemy import func, select
+
+from interlock.bus.consumer import Consumer
+from interlock.bus.topology import QueueName
+from interlock.definitions import VersionCache
 from interlock.runtime import Runtime
+from interlock.store.tables import Execution, Timer, table_of
+from resumer.fire_timers import TimerDeps, TimerLoop
+from resumer.handle_cancel import CancelHandler
+from resumer.handle_decision import DecisionHandler, ResumerDeps
+from schemas.status import ExecutionStatus, PauseReason
+
+log = structlog.get_logger(__name__)
+_GAUGES_EVERY = timedelta(seconds=5)
 
 
 class ResumerService:
     name = "resumer"
 
+    def __init__(self) -> None:
+        self._consumers: list[Consumer] = []
+        self.timers: TimerLoop | None = None
+
     async def start(self, runtime: Runtime) -> None:
-        pass
+        settings = runtime.settings
+        definitions = VersionCache()
+        deps = ResumerDeps(
+            sessions=runtime.sessions,
+            definitions=definitions,
+            metrics=runtime.metrics,
+            clock=runtime.clock,
+            relay=runtime.relay,
+            max_message_bytes=settings.amqp.max_message_bytes,
+        )
+        self.timers = TimerLoop(
+            TimerDeps(
+                sessions=runtime.sessions,
+                definitions=definitions,
+                metrics=runtime.metrics,
+                clock=runtime.clock,
+                relay=runtime.relay,
+                database_url=settings.database.url,
+                batch=settings.resumer.timer_batch,
+                max_sleep=settings.resumer.max_timer_sleep,
+            )
+        )
+        runtime.spawn(self.timers.listen(), "timer-listen")
+        runtime.spawn(self.timers.run(), "timer-loop")
+        runtime.spawn(self._gauges(runtime), "resumer-gauges")
+        for queue, handler in (
+            (QueueName.DECISIONS, DecisionHandler(deps)),
+            (QueueName.COMMANDS, CancelHandler(deps)),
+        ):
+            consumer = Consumer(
+                connection=runtime.connection,
+                queue=runtime.topology.queue(queue),
+                prefetch=settings.amqp.prefetch,
+                handler=handler,
+                dead_letters=runtime.dead_letters,
+                metrics=runtime.metrics,
+                delivery_limit=settings.amqp.delivery_limit,
+            )
+            await consumer.start()
+            self._consumers.append(consumer)
 
     async def stop(self, grace: timedelta) -> None:
-        pass
+        await asyncio.gather(*(c.stop(grace) for c in self._consumers))
+
+    async def _gauges(self, runtime: Runtime) -> None:
+        """Paused executions by reason and pending timers, from the source of truth."""
+        ex = table_of(Execution)
+        tm = table_of(Timer)
+        while True:
+            try:
+                async with runtime.sessions() as session:
+                    rows = await session.execute(
+                        select(ex.c.paused_reason, func.count())
+                        .where(ex.c.status == ExecutionStatus.PAUSED)
+                        .group_by(ex.c.paused_reason)
+                    )
+                    counts = {PauseReason(r): int(n) for r, n in rows if r is not None}
+                    pending = await session.scalar(select(func.count()).select_from(tm))
+                for reason in PauseReason:
+                    runtime.metrics.paused_executions.labels(reason=reason.value).set(
+                        counts.get(reason, 0)
+                    )
+                runtime.metrics.timers_pending.set(int(pending or 0))
+            except Exception as exc:
+                log.warning("gauges.failed", error=str(exc))
+            await asyncio.sleep(_GAUGES_EVERY.total_seconds())

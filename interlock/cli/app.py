@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from interlock.cli import executions, workflows
+from interlock.cli import approvals, executions, workflows
 from interlock.cli.apply import apply
 from interlock.cli.migrate import migrate
 from interlock.cli.publish import publish
@@ -20,7 +20,11 @@ app.command()(migrate)
 app.command()(apply)
 app.command()(publish)
 app.command("run")(run_services)
+app.command()(approvals.cancel)
+app.command("approve")(approvals.approve)
+app.command("reject")(approvals.reject)
 app.add_typer(workflows.app, name="workflows")
+app.add_typer(approvals.app, name="approvals")
 app.add_typer(executions.app, name="executions")
 
 
