@@ -109,6 +109,9 @@ class ExecutionHandler:
             self._d.metrics.executions_in_flight.inc()
             try:
                 await self.run(run.execution_id, run)
+            except StaleCheckpoint as exc:
+                # another delivery of this execution got there first; it carries on
+                log.info("execution.stale_delivery", detail=str(exc))
             finally:
                 self._d.metrics.executions_in_flight.dec()
 

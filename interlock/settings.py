@@ -48,6 +48,9 @@ class ExecutorSettings(BaseModel):
 class ResumerSettings(BaseModel):
     timer_batch: int = Field(default=500, ge=1)
     max_timer_sleep: timedelta = timedelta(seconds=30)
+    # an execution untouched this long with no live owner is handed back to the executors
+    stuck_after: timedelta = timedelta(seconds=60)
+    reconcile_every: timedelta = timedelta(seconds=10)
 
 
 class TelemetrySettings(BaseModel):

@@ -12,10 +12,12 @@ from interlock.bus.consumer import Consumer
 from interlock.bus.topology import QueueName
 from interlock.definitions import VersionCache
 from interlock.runtime import Runtime
+from interlock.store.ownership import lock_class
 from interlock.store.tables import Execution, Timer, table_of
 from resumer.fire_timers import TimerDeps, TimerLoop
 from resumer.handle_cancel import CancelHandler
 from resumer.handle_decision import DecisionHandler, ResumerDeps
+from resumer.reconcile import ReconcileDeps, Reconciler
 from schemas.status import ExecutionStatus, PauseReason
 
 log = structlog.get_logger(__name__)
@@ -28,6 +30,7 @@ class ResumerService:
     def __init__(self) -> None:
         self._consumers: list[Consumer] = []
         self.timers: TimerLoop | None = None
+        self.reconciler: Reconciler | None = None
 
     async def start(self, runtime: Runtime) -> None:
         settings = runtime.settings
@@ -55,6 +58,18 @@ class ResumerService:
         runtime.spawn(self.timers.listen(), "timer-listen")
         runtime.spawn(self.timers.run(), "timer-loop")
         runtime.spawn(self._gauges(runtime), "resumer-gauges")
+        self.reconciler = Reconciler(
+            ReconcileDeps(
+                sessions=runtime.sessions,
+                metrics=runtime.metrics,
+                clock=runtime.clock,
+                relay=runtime.relay,
+                lock_class=lock_class(settings.namespace),
+                stuck_after=settings.resumer.stuck_after,
+                every=settings.resumer.reconcile_every,
+            )
+        )
+        runtime.spawn(self.reconciler.run(), "reconciler")
         for queue, handler in (
             (QueueName.DECISIONS, DecisionHandler(deps)),
             (QueueName.COMMANDS, CancelHandler(deps)),

@@ -16,7 +16,7 @@ from aio_pika.abc import (
 
 from interlock.bus.dead_letter import DeadLetters
 from interlock.bus.topology import Queue
-from interlock.errors import DeadLetterReason, InvalidInput
+from interlock.errors import DeadLetterReason, InvalidInput, is_transient
 from interlock.telemetry.metrics import Metrics
 
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
@@ -56,6 +56,7 @@ class Consumer:
         self._inflight: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._stopping = False
 
     async def start(self) -> None:
         self._channel = await self._connection.channel()
@@ -69,6 +70,7 @@ class Consumer:
         Whatever is unfinished is simply not acked: the broker redelivers it and the
         checkpoint makes the rerun continue where this one stopped.
         """
+        self._stopping = True
         if self._queue is not None and self._tag is not None:
             try:
                 await self._queue.cancel(self._tag)
@@ -97,10 +99,31 @@ class Consumer:
             if not self._inflight:
                 self._idle.set()
 
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        """Run the handler; an outage is waited out here instead of burning deliveries."""
+        outage = 0
+        while True:
+            try:
+                await self._handler(message)
+                return
+            except Exception as exc:
+                channel_gone = getattr(message.channel, "is_closed", False)
+                if self._stopping or channel_gone or not is_transient(exc):
+                    raise
+                outage += 1
+                delay = min(0.05 * 2**outage, 5.0)
+                log.warning(
+                    "message.transient_failure",
+                    queue=self._queue_spec.name,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in=delay,
+                )
+                await asyncio.sleep(delay)
+
     async def _settle(self, message: AbstractIncomingMessage) -> None:
         queue = self._queue_spec.name
         try:
-            await self._handler(message)
+            await self._handle(message)
         except InvalidInput as exc:
             await self._dead_letter(message, exc.reason, exc.detail)
         except asyncio.CancelledError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from interlock.cli import approvals, executions, workflows
+from interlock.cli import approvals, dead_letters, executions, workflows
 from interlock.cli.apply import apply
 from interlock.cli.migrate import migrate
 from interlock.cli.publish import publish
@@ -25,6 +25,7 @@ app.command("approve")(approvals.approve)
 app.command("reject")(approvals.reject)
 app.add_typer(workflows.app, name="workflows")
 app.add_typer(approvals.app, name="approvals")
+app.add_typer(dead_letters.app, name="dead-letters")
 app.add_typer(executions.app, name="executions")
 
 

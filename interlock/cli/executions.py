@@ -10,13 +10,19 @@ import orjson
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from interlock import outbox
+from interlock.bus.codec import encode_run
 from interlock.cli.common import database, emit_json, fail, run, settings, table, when
+from interlock.clock import SystemClock
 from interlock.store.approvals import ApprovalRecord, Approvals
+from interlock.store.engine import transaction
 from interlock.store.executions import ExecutionRecord, Executions, TransitionRecord
+from interlock.store.ownership import lock_class
 from interlock.store.tables import ApprovalStatus
 from interlock.store.timers import TimerRecord, Timers
 from interlock.store.workflows import Workflows
-from schemas.status import ExecutionStatus
+from schemas.messages import RunReason
+from schemas.status import ExecutionStatus, StepStatus
 
 app = typer.Typer(help="Executions and their step timelines.", no_args_is_help=True)
 
@@ -148,12 +154,22 @@ def list_(
     workflow: str | None = typer.Option(None, help="Only this workflow."),
     status: ExecutionStatus | None = typer.Option(None, help="Only this status."),
     limit: int = typer.Option(50, min=1, max=10_000),
+    stuck: bool = typer.Option(
+        False, "--stuck", help="Only executions no live executor owns, untouched for a while."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The most recent executions, newest first."""
 
     async def go() -> list[ExecutionRecord]:
-        async with database(settings()) as sessions, sessions() as session:
+        s = settings()
+        async with database(s) as sessions, sessions() as session:
+            if stuck:
+                return await Executions(session).stuck(
+                    older_than=SystemClock().now() - s.resumer.stuck_after,
+                    lock_class=lock_class(s.namespace),
+                    limit=limit,
+                )
             return await Executions(session).recent(workflow=workflow, status=status, limit=limit)
 
     rows = run(go())
@@ -239,3 +255,62 @@ def _short(value: Any, limit: int = 80) -> str:
         return ""
     text = value if isinstance(value, str) else orjson.dumps(value).decode()
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@app.command("retry")
+def retry(
+    execution: str = typer.Argument(..., help="Execution id (or a unique prefix)."),
+    from_step: str | None = typer.Option(
+        None, "--from", help="Re-run from this step (default: the step that failed)."
+    ),
+) -> None:
+    """Re-run a failed or cancelled execution from its failed (or the named) step.
+
+    Steps before it keep their checkpoints and are not run again.
+    """
+
+    async def go() -> str:
+        async with database(settings()) as sessions, transaction(sessions) as session:
+            execution_id = await resolve(session, execution)
+            executions = Executions(session)
+            record = await executions.load(execution_id, lock=True)
+            assert record is not None
+            if record.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
+                fail(f"only failed or cancelled executions can be retried, not {record.status}")
+            version = await Workflows(session).version(record.version_id)
+            assert version is not None
+            order = [s["id"] for s in version.definition["steps"]]
+            if from_step is not None:
+                if from_step not in order:
+                    fail(f"workflow {record.workflow} v{record.version} has no step {from_step!r}")
+                start = from_step
+            else:
+                unfinished = [
+                    sid
+                    for sid in order
+                    if record.steps.get(sid) is None
+                    or record.steps[sid].status not in (StepStatus.COMPLETED, StepStatus.SKIPPED)
+                ]
+                if not unfinished:
+                    fail("every step completed; name one with --from")
+                start = unfinished[0]
+            now = SystemClock().now()
+            cause = f"retry from step {start} (interlock executions retry)"
+            await executions.reset_steps(execution_id, order.index(start), now, cause)
+            await Timers(session).remove_for(execution_id)
+            await executions.set_status(
+                execution_id,
+                expect=[ExecutionStatus.FAILED, ExecutionStatus.CANCELLED],
+                status=ExecutionStatus.PENDING,
+                now=now,
+                cause=cause,
+                error=None,
+                finished_at=None,
+                owner=None,
+                paused_reason=None,
+                paused_at=None,
+            )
+            await outbox.add(session, [encode_run(str(execution_id), RunReason.RETRY, now)], now)
+            return f"retrying {execution_id} from step {start}"
+
+    typer.echo(run(go()))

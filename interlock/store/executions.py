@@ -80,6 +80,21 @@ RETURNING status
 )
 
 
+_STUCK_SQL = text(
+    f"""
+SELECT id FROM execution
+WHERE updated_at < :older_than AND (
+    (status IN ('pending', 'running')
+     AND (owner IS NULL OR NOT {OWNER_ALIVE_SQL.format(owner="execution.owner")}))
+    OR (status = 'paused'
+        AND NOT EXISTS (SELECT 1 FROM timer WHERE timer.execution_id = execution.id))
+)
+ORDER BY updated_at
+LIMIT :limit
+"""
+)
+
+
 @dataclass(frozen=True)
 class NewExecution:
     id: UUID
@@ -221,6 +236,59 @@ class Executions:
             )
         ).first()
         return (ExecutionStatus(row[0]), row[1]) if row else None
+
+    async def stuck(
+        self, *, older_than: datetime, lock_class: int, limit: int = 500
+    ) -> list[ExecutionRecord]:
+        """Not finished, not paused, untouched since `older_than`, and no live executor owns it.
+
+        Also paused executions with no timer: nothing would ever resume them.
+        """
+        rows = await self._session.execute(
+            _STUCK_SQL,
+            {
+                "older_than": older_than,
+                "lock_class": lock_class,
+                "limit": limit,
+            },
+        )
+        ids = [r[0] for r in rows]
+        if not ids:
+            return []
+        records = await self._session.execute(
+            _execution_query().where(_ex.c.id.in_(ids)).order_by(_ex.c.updated_at)
+        )
+        return [ExecutionRecord(**r._mapping) for r in records]
+
+    async def touch(self, execution_id: UUID, now: datetime, cause: str) -> None:
+        await self._session.execute(
+            update(_ex).where(_ex.c.id == execution_id).values(updated_at=now)
+        )
+        status = await self._session.scalar(select(_ex.c.status).where(_ex.c.id == execution_id))
+        await self.transition(execution_id, None, str(status), str(status), cause, now)
+
+    async def reset_steps(
+        self, execution_id: UUID, from_position: int, now: datetime, cause: str
+    ) -> list[str]:
+        """Make every step from `from_position` on pending again, with a fresh retry budget."""
+        rows = await self._session.execute(
+            update(_step)
+            .where(_step.c.execution_id == execution_id, _step.c.position >= from_position)
+            .values(
+                status=StepStatus.PENDING,
+                attempt=0,
+                output=None,
+                error=None,
+                started_at=None,
+                finished_at=None,
+                updated_at=now,
+            )
+            .returning(_step.c.step_id)
+        )
+        reset = [r[0] for r in rows]
+        for step_id in reset:
+            await self.transition(execution_id, step_id, None, StepStatus.PENDING.value, cause, now)
+        return reset
 
     async def release(self, execution_id: UUID, now: datetime) -> None:
         await self._session.execute(
