@@ -55,6 +55,7 @@ class Runtime:
         self._serve_http = serve_http
         self._tasks: set[asyncio.Task[None]] = set()
         self.failed = asyncio.Event()
+        self.started = asyncio.Event()  # every service has started consuming
         self.engine: AsyncEngine
         self.sessions: async_sessionmaker[AsyncSession]
         self.connection: AbstractRobustConnection
@@ -81,10 +82,17 @@ class Runtime:
                 host=self.settings.telemetry.host,
                 port=self.settings.telemetry.port,
                 metrics=self.metrics,
-                checks={"broker": self._broker_ready, "database": self._database_ready},
+                checks={
+                    "broker": self._broker_ready,
+                    "database": self._database_ready,
+                    "consuming": self._consuming,
+                },
             )
             await self.health.start()
         self.metrics.up.labels(service=self.name).set(1)
+
+    async def _consuming(self) -> bool:
+        return self.started.is_set()
 
     async def _broker_ready(self) -> bool:
         return is_connected(self.connection) and not self.channel.is_closed
@@ -132,6 +140,7 @@ async def serve(runtime: Runtime, services: Sequence[Service], grace: timedelta)
         for service in services:
             await service.start(runtime)
             started.append(service)
+        runtime.started.set()
         log.info(
             "service.started",
             services=[s.name for s in services],

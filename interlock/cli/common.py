@@ -11,6 +11,7 @@ from typing import Any, NoReturn, TypeVar
 
 import orjson
 import typer
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from interlock.settings import Settings
@@ -43,10 +44,11 @@ async def database(s: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession
     engine = create_engine(s.database, application_name="interlock-cli")
     try:
         yield create_sessionmaker(engine)
-    except OSError as exc:
-        fail(
-            f"cannot reach the database at {engine.url.render_as_string()}: {exc}", EXIT_UNAVAILABLE
-        )
+    except (OSError, DBAPIError) as exc:
+        where = engine.url.render_as_string()
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        hint = " (run `interlock migrate` first?)" if "does not exist" in cause else ""
+        fail(f"cannot use the database at {where}: {cause}{hint}", EXIT_UNAVAILABLE)
     finally:
         await engine.dispose()
 
