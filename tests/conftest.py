@@ -12,6 +12,8 @@ from interlock.settings import AmqpSettings, DatabaseSettings, Settings, Telemet
 from interlock.store.migrate import upgrade_async
 from tests.support.infra import postgres_server, rabbitmq_server, unique
 
+pytest_plugins = ["tests.support.process_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:

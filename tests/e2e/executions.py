@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.e2e.processes import Cli
+from tests.support.processes import Cli
 from tests.support.eventually import eventually
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.processes import Cli, Services
+from tests.support.processes import Cli, Services
 
 pytestmark = pytest.mark.e2e
 

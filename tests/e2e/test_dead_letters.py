@@ -9,8 +9,8 @@ import pytest
 
 from interlock.bus.dead_letter import ORIGINAL_ROUTING_KEY, REASON
 from tests.e2e.executions import wait_for_execution
-from tests.e2e.outside_client import OutsideClient
-from tests.e2e.processes import Cli, Services
+from tests.support.outside_client import OutsideClient
+from tests.support.processes import Cli, Services
 
 pytestmark = pytest.mark.e2e
 

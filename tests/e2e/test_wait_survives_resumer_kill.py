@@ -11,8 +11,8 @@ import pytest
 
 from interlock.bus.topology import ExchangeName
 from tests.e2e.executions import show, steps_by_id, transitions_to, wait_for_execution
-from tests.e2e.outside_client import OutsideClient
-from tests.e2e.processes import Cli, Services
+from tests.support.outside_client import OutsideClient
+from tests.support.processes import Cli, Services
 
 pytestmark = pytest.mark.e2e
 

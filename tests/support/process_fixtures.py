@@ -1,4 +1,4 @@
-"""E2E fixtures: the CLI and services as subprocesses on this test's database and namespace."""
+"""Fixtures for tests that run the CLI and services as subprocesses (e2e, chaos, bench)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 from interlock.bus import topology
 from interlock.bus.topology import Topology
-from tests.e2e.outside_client import OutsideClient
-from tests.e2e.processes import Cli, Services
+from tests.support.outside_client import OutsideClient
+from tests.support.processes import Cli, Services
 
 # the per-test reports, so a finalizer can tell whether the test failed
 REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
