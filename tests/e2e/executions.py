@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.processes import Cli
 from tests.support.eventually import eventually
+from tests.support.processes import Cli
 
 
 async def wait_for_execution(

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from tests.e2e.executions import show, steps_by_id, wait_for_execution
+from tests.support.eventually import eventually
 from tests.support.outside_client import OutsideClient
 from tests.support.processes import Cli, Services
-from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -9,9 +9,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.executions import show, steps_by_id, wait_for_execution
+from tests.support.eventually import eventually
 from tests.support.outside_client import OutsideClient
 from tests.support.processes import Cli, ServiceProcess, Services
-from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 
