@@ -1,0 +1,1 @@
+"""Chaos suite: services killed and the broker restarted while executions run."""
