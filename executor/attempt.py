@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -52,8 +53,7 @@ async def run_attempt(
     default_timeout: timedelta,
 ) -> Outcome:
     """Never raises for a failure of the step itself: the outcome says what happened."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    started = time.perf_counter()
     name = str(getattr(step.spec, "action", ""))
     action = actions.get(name)
     if action is None:
@@ -74,22 +74,22 @@ async def run_attempt(
             error=exc.message,
             retryable=exc.retryable,
             retry_after=exc.retry_after,
-            seconds=loop.time() - started,
+            seconds=time.perf_counter() - started,
         )
     except TimeoutError:
         return Outcome(
             ok=False,
             error=f"timed out after {format_duration(timeout)}",
             retryable=True,
-            seconds=loop.time() - started,
+            seconds=time.perf_counter() - started,
         )
     except Exception as exc:  # an action's own bug fails the attempt, not the executor
         return Outcome(
             ok=False,
             error=f"{type(exc).__name__}: {exc}",
             retryable=True,
-            seconds=loop.time() - started,
+            seconds=time.perf_counter() - started,
         )
     return Outcome(
-        ok=True, output=output, emitted=list(context.emitted), seconds=loop.time() - started
+        ok=True, output=output, emitted=list(context.emitted), seconds=time.perf_counter() - started
     )

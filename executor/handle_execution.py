@@ -295,7 +295,7 @@ class ExecutionHandler:
                 finished_at=now,
                 attempt=move.attempt,
             )
-            state.out.extend(_emitted(outcome.emitted))
+            state.out.extend(_emitted(outcome.emitted, now))
             self._d.metrics.steps_finished.labels(**labels, status="completed").inc()
             return
         error = outcome.error or "failed"
@@ -599,7 +599,7 @@ _STEP_EVENTS = {
 }
 
 
-def _emitted(events: list[OutgoingEvent]) -> list[OutgoingMessage]:
+def _emitted(events: list[OutgoingEvent], now: datetime) -> list[OutgoingMessage]:
     messages = []
     for e in events:
         event = CloudEvent.model_validate(
@@ -608,6 +608,7 @@ def _emitted(events: list[OutgoingEvent]) -> list[OutgoingMessage]:
                 "id": e.id,
                 "source": e.source,
                 "type": e.type,
+                "time": now,
                 "subject": e.subject,
                 "datacontenttype": "application/json",
                 "data": e.data,

@@ -34,7 +34,8 @@ class ExecutorService:
         self._worker = WorkerLock(runtime.engine, settings.namespace)
         await self._worker.acquire()
         runtime.spawn(self._worker.watch(), "worker-lock")
-        self._http = httpx.AsyncClient(follow_redirects=False)
+        # no client-wide timeout: the step's `timeout` (or the action's own) governs each call
+        self._http = httpx.AsyncClient(follow_redirects=False, timeout=None)
         handler = ExecutionHandler(
             ExecutorDeps(
                 sessions=runtime.sessions,
@@ -59,6 +60,7 @@ class ExecutorService:
             delivery_limit=settings.amqp.delivery_limit,
         )
         await self._consumer.start()
+        runtime.consumers.append(self._consumer)
 
     async def stop(self, grace: timedelta) -> None:
         if self._consumer is not None:

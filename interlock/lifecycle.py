@@ -52,10 +52,10 @@ def lifecycle_message(
         error=error,
         details=details,
     )
-    # deterministic id: a republished transition is recognisable downstream
-    event_id = ":".join(
-        str(part) for part in (execution.id, step_id or "", attempt or 0, type_.value) if part != ""
-    )
+    # deterministic per transition: a republished outbox row repeats its id, a new transition
+    # (a second resume, say) gets a new one
+    parts = [str(execution.id), step_id or "-", str(attempt or 0), type_.value]
+    event_id = ":".join([*parts, f"{at.timestamp():.6f}"])
     event = CloudEvent(
         specversion="1.0",
         id=event_id,

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from interlock.bus import topology
 from interlock.bus.connection import connect, is_connected
+from interlock.bus.consumer import Consumer
 from interlock.bus.dead_letter import DeadLetters
 from interlock.bus.publisher import Publisher
 from interlock.clock import Clock, SystemClock
@@ -56,6 +57,7 @@ class Runtime:
         self._tasks: set[asyncio.Task[None]] = set()
         self.failed = asyncio.Event()
         self.started = asyncio.Event()  # every service has started consuming
+        self.consumers: list[Consumer] = []  # services register theirs, for /readyz
         self.engine: AsyncEngine
         self.sessions: async_sessionmaker[AsyncSession]
         self.connection: AbstractRobustConnection
@@ -92,7 +94,7 @@ class Runtime:
         self.metrics.up.labels(service=self.name).set(1)
 
     async def _consuming(self) -> bool:
-        return self.started.is_set()
+        return self.started.is_set() and all(c.consuming for c in self.consumers)
 
     async def _broker_ready(self) -> bool:
         return is_connected(self.connection) and not self.channel.is_closed

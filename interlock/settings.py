@@ -4,10 +4,27 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.durations import parse_duration
+
+
+# durations read like the DSL's: "30s", "500ms", "2m", ISO 8601, or plain seconds
+def _duration(value: object) -> timedelta:
+    if isinstance(value, str):
+        try:
+            return parse_duration(float(value))
+        except ValueError:
+            return parse_duration(value)
+    if isinstance(value, int | float | timedelta):
+        return parse_duration(value)
+    raise ValueError(f"not a duration: {value!r}")
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
 _NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
@@ -34,23 +51,23 @@ class DatabaseSettings(BaseModel):
 
 
 class RouterSettings(BaseModel):
-    dedupe_retention: timedelta = timedelta(days=7)
-    definitions_poll: timedelta = timedelta(seconds=1)
+    dedupe_retention: Duration = timedelta(days=7)
+    definitions_poll: Duration = timedelta(seconds=1)
 
 
 class ExecutorSettings(BaseModel):
     prefetch: int | None = Field(default=None, ge=1, le=10_000)
     actions: list[str] = Field(default_factory=list)  # modules that register user actions
     lifecycle_steps: bool = True  # publish interlock.step.* events (execution events always go)
-    default_step_timeout: timedelta = timedelta(minutes=5)
+    default_step_timeout: Duration = timedelta(minutes=5)
 
 
 class ResumerSettings(BaseModel):
     timer_batch: int = Field(default=500, ge=1)
-    max_timer_sleep: timedelta = timedelta(seconds=30)
+    max_timer_sleep: Duration = timedelta(seconds=30)
     # an execution untouched this long with no live owner is handed back to the executors
-    stuck_after: timedelta = timedelta(seconds=60)
-    reconcile_every: timedelta = timedelta(seconds=10)
+    stuck_after: Duration = timedelta(seconds=60)
+    reconcile_every: Duration = timedelta(seconds=10)
 
 
 class TelemetrySettings(BaseModel):
@@ -69,7 +86,7 @@ class Settings(BaseSettings):
     )
 
     namespace: str = "interlock"
-    shutdown_grace: timedelta = timedelta(seconds=20)
+    shutdown_grace: Duration = timedelta(seconds=20)
     amqp: AmqpSettings = Field(default_factory=AmqpSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)

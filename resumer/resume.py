@@ -9,9 +9,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from interlock import outbox
 from interlock.bus.codec import encode_run
+from interlock.bus.publisher import OutgoingMessage
+from interlock.lifecycle import lifecycle_message
 from interlock.store.executions import ExecutionRecord, Executions, StepWrite
+from schemas.lifecycle import LifecycleType
 from schemas.messages import RunReason
 from schemas.status import ExecutionStatus, StepStatus
+
+_STEP_EVENTS = {
+    StepStatus.COMPLETED: LifecycleType.STEP_COMPLETED,
+    StepStatus.FAILED: LifecycleType.STEP_FAILED,
+}
 
 
 async def settle_and_resume(
@@ -31,6 +39,7 @@ async def settle_and_resume(
     the same pause changes nothing and returns False.
     """
     executions = Executions(session)
+    announce: list[OutgoingMessage] = []
     if step_id is not None and status is not None:
         previous = execution.steps.get(step_id)
         applied = await executions.write_step(
@@ -50,6 +59,19 @@ async def settle_and_resume(
         )
         if not applied:
             return False
+        kind = _STEP_EVENTS.get(status)
+        if kind is not None:
+            announce.append(
+                lifecycle_message(
+                    kind,
+                    execution,
+                    status=status,
+                    at=now,
+                    step_id=step_id,
+                    error=error,
+                    details={"output": output} if output is not None else None,
+                )
+            )
     previous_status = await executions.set_status(
         execution.id,
         expect=[ExecutionStatus.PAUSED],
@@ -59,5 +81,6 @@ async def settle_and_resume(
     )
     if previous_status is None:
         return False
-    await outbox.add(session, [encode_run(str(execution.id), RunReason.RESUME, now)], now)
+    announce.append(encode_run(str(execution.id), RunReason.RESUME, now))
+    await outbox.add(session, announce, now)
     return True

@@ -13,7 +13,7 @@ from interlock.bus.topology import QueueName
 from interlock.definitions import VersionCache
 from interlock.runtime import Runtime
 from interlock.store.ownership import lock_class
-from interlock.store.tables import Execution, Timer, table_of
+from interlock.store.tables import Execution, OutboxMessage, Timer, table_of
 from resumer.fire_timers import TimerDeps, TimerLoop
 from resumer.handle_cancel import CancelHandler
 from resumer.handle_decision import DecisionHandler, ResumerDeps
@@ -85,14 +85,16 @@ class ResumerService:
             )
             await consumer.start()
             self._consumers.append(consumer)
+            runtime.consumers.append(consumer)
 
     async def stop(self, grace: timedelta) -> None:
         await asyncio.gather(*(c.stop(grace) for c in self._consumers))
 
     async def _gauges(self, runtime: Runtime) -> None:
-        """Paused executions by reason and pending timers, from the source of truth."""
+        """Paused executions by reason, pending timers and unsent outbox rows, from the database."""
         ex = table_of(Execution)
         tm = table_of(Timer)
+        ob = table_of(OutboxMessage)
         while True:
             try:
                 async with runtime.sessions() as session:
@@ -103,11 +105,13 @@ class ResumerService:
                     )
                     counts = {PauseReason(r): int(n) for r, n in rows if r is not None}
                     pending = await session.scalar(select(func.count()).select_from(tm))
+                    unsent = await session.scalar(select(func.count()).select_from(ob))
                 for reason in PauseReason:
                     runtime.metrics.paused_executions.labels(reason=reason.value).set(
                         counts.get(reason, 0)
                     )
                 runtime.metrics.timers_pending.set(int(pending or 0))
+                runtime.metrics.outbox_pending.set(int(unsent or 0))
             except Exception as exc:
                 log.warning("gauges.failed", error=str(exc))
             await asyncio.sleep(_GAUGES_EVERY.total_seconds())

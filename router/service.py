@@ -55,6 +55,7 @@ class RouterService:
             delivery_limit=settings.amqp.delivery_limit,
         )
         await self._consumer.start()
+        runtime.consumers.append(self._consumer)
 
     async def stop(self, grace: timedelta) -> None:
         if self._consumer is not None:

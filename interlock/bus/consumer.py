@@ -61,8 +61,20 @@ class Consumer:
     async def start(self) -> None:
         self._channel = await self._connection.channel()
         await self._channel.set_qos(prefetch_count=self._prefetch)
-        self._queue = await self._channel.get_queue(self._queue_spec.name, ensure=False)
+        # ensure=True registers the queue with the robust channel, so after a broker restart
+        # the consumer is restored (with ensure=False it silently is not)
+        self._queue = await self._channel.get_queue(self._queue_spec.name)
         self._tag = await self._queue.consume(self._on_message)
+
+    @property
+    def consuming(self) -> bool:
+        """True while the channel is open and our consumer is registered on it."""
+        return (
+            self._tag is not None
+            and not self._stopping
+            and self._channel is not None
+            and not self._channel.is_closed
+        )
 
     async def stop(self, grace: timedelta) -> None:
         """Stop intake, let in-flight messages finish up to `grace`, then close.

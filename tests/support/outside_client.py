@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -35,16 +37,28 @@ class OutsideClient:
     async def publish_raw(
         self, body: bytes, routing_key: str, exchange: ExchangeName = ExchangeName.EVENTS
     ) -> None:
-        """Publish with a broker confirm; the exchange must exist (a service declared it)."""
-        channel = await self.channel()
-        target = await channel.get_exchange(self.topology.exchange(exchange).name)
+        """Publish with a broker confirm; the exchange must exist (a service declared it).
+
+        Through a broker outage it retries until confirmed, as a careful publisher would.
+        """
         message = aio_pika.Message(
             body,
             content_type=CLOUDEVENTS_JSON,
             message_id=str(uuid4()),
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
-        await target.publish(message, routing_key=routing_key)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                channel = await self.channel()
+                target = await channel.get_exchange(self.topology.exchange(exchange).name)
+                await target.publish(message, routing_key=routing_key)
+                return
+            except (aio_pika.exceptions.AMQPError, RuntimeError, ConnectionError):
+                if time.monotonic() > deadline:
+                    raise
+                self._channel = None
+                await asyncio.sleep(0.2)
 
     async def publish_event(
         self,
