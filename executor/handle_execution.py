@@ -17,14 +17,13 @@ from uuid import UUID
 import httpx
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from executor.actions import ActionContext, ActionRegistry, OutgoingEvent
 from executor.attempt import Outcome, run_attempt
 from executor.plan import FailStep, Finish, RunStep, SkipStep, Waiting, next_move
 from executor.retry import attempts_left, retry_delay
 from executor.scope import build_scope
-from interlock import outbox
 from interlock.bus.codec import decode_model, encode_cloudevent
 from interlock.bus.publisher import OutgoingMessage
 from interlock.bus.topology import ExchangeName
@@ -34,18 +33,19 @@ from interlock.errors import DeadLetterReason, InvalidInput
 from interlock.lifecycle import lifecycle_message
 from interlock.outbox import OutboxRelay
 from interlock.settings import ExecutorSettings
-from interlock.store.approvals import Approvals, new_approval_id
-from interlock.store.engine import transaction
-from interlock.store.executions import (
-    ClaimOutcome,
-    ExecutionRecord,
-    Executions,
-    StepRecord,
-    StepWrite,
+from interlock.store.approvals import new_approval_id
+from interlock.store.boundary import (
+    Boundary,
+    BoundaryOutcome,
+    ExecutionChange,
+    StaleCheckpoint,
+    apply_boundary,
+    claim_and_load,
 )
+from interlock.store.engine import raw_connection
+from interlock.store.executions import ClaimOutcome, ExecutionRecord, StepRecord, StepWrite
 from interlock.store.ownership import WorkerLock
 from interlock.store.tables import TimerKind
-from interlock.store.timers import Timers
 from interlock.telemetry.metrics import Metrics
 from schemas.cloudevent import CloudEvent
 from schemas.compiled import CompiledStep, CompiledWorkflow
@@ -63,6 +63,7 @@ _E = ExecutionStatus
 
 @dataclass(frozen=True)
 class ExecutorDeps:
+    engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     definitions: VersionCache
     actions: ActionRegistry
@@ -83,7 +84,16 @@ class _Run:
     record: ExecutionRecord
     workflow: CompiledWorkflow
     steps: dict[str, StepRecord]
-    out: list[OutgoingMessage] = field(default_factory=list)
+    boundary: Boundary = field(init=False)
+    paused: bool = False
+
+    def begin(self, now: datetime, owner: int) -> None:
+        """Start collecting the next boundary's writes."""
+        self.boundary = Boundary(execution_id=self.record.id, now=now, owner=owner)
+
+    @property
+    def out(self) -> list[OutgoingMessage]:
+        return self.boundary.outbox
 
     @property
     def id(self) -> UUID:
@@ -119,64 +129,70 @@ class ExecutionHandler:
         """Advance the execution as far as it goes; safe to call any number of times."""
         d = self._d
         now = d.clock.now()
-        async with transaction(d.sessions) as session:
-            executions = Executions(session)
-            claim = await executions.claim(
-                execution_id, worker=d.worker.worker, lock_class=d.worker.lock_class, now=now
+        async with raw_connection(d.engine) as conn:
+            claim, record = await claim_and_load(
+                conn, execution_id, worker=d.worker.worker, lock_class=d.worker.lock_class, now=now
             )
-            if claim.outcome is ClaimOutcome.MISSING:
-                raise InvalidInput(
-                    DeadLetterReason.UNKNOWN_EXECUTION, f"no execution {execution_id}"
-                )
-            if claim.outcome is not ClaimOutcome.CLAIMED:
-                log.info("execution.not_claimed", outcome=claim.outcome.value, status=claim.status)
-                return
-            record = await executions.load(execution_id)
-            assert record is not None
-            workflow = await d.definitions.get(session, record.version_id)
-            state = _Run(record=record, workflow=workflow, steps=dict(record.steps))
-            structlog.contextvars.bind_contextvars(workflow=record.workflow)
-            if claim.status is _E.PENDING:
-                await self._start(session, state, now, message)
-            move = await self._advance(session, state, now)
-            await outbox.add(session, state.out, now)
-        d.relay.notify()
+        if claim.outcome is ClaimOutcome.MISSING:
+            raise InvalidInput(DeadLetterReason.UNKNOWN_EXECUTION, f"no execution {execution_id}")
+        if record is None:
+            log.info("execution.not_claimed", outcome=claim.outcome.value, status=claim.status)
+            return
+        workflow = await self._definition(record.version_id)
+        state = _Run(record=record, workflow=workflow, steps=dict(record.steps))
+        structlog.contextvars.bind_contextvars(workflow=record.workflow)
+        state.begin(now, d.worker.worker)
+        if claim.status is _E.PENDING:
+            self._start(state, now, message)
+        move = self._advance(state, now)
+        if await self._commit(state) is not BoundaryOutcome.OK:
+            return
 
         while isinstance(move, RunStep):
             outcome = await self._attempt(state, move)
             now = d.clock.now()
-            state.out = []
-            async with transaction(d.sessions) as session:
-                executions = Executions(session)
-                current = await executions.owner(execution_id)
-                if current is None or current[1] != d.worker.worker:
-                    log.warning("execution.ownership_lost", step=move.step.id)
-                    return
-                await self._finish_attempt(session, state, move, outcome, now)
-                if current[0] is _E.CANCELLED:
-                    # the cancel already announced itself; the attempt finished, so stop here
-                    await executions.release(execution_id, now)
-                    await outbox.add(session, state.out, now)
-                    move = None
-                    break
-                move = await self._advance(session, state, now)
-                await outbox.add(session, state.out, now)
-            d.relay.notify()
+            state.begin(now, d.worker.worker)
+            self._finish_attempt(state, move, outcome, now)
+            state.boundary.attempt_ops = len(state.boundary.ops)
+            state.boundary.attempt_outbox = len(state.boundary.outbox)
+            move = None if state.paused else self._advance(state, now)
+            if await self._commit(state) is not BoundaryOutcome.OK:
+                return
 
-    async def _start(
-        self, session: AsyncSession, state: _Run, now: datetime, message: RunExecution | None
-    ) -> None:
+    async def _commit(self, state: _Run) -> BoundaryOutcome:
+        """Apply the boundary in one transaction; only then may the message be acked."""
+        async with raw_connection(self._d.engine) as conn:
+            result = await apply_boundary(conn, state.boundary)
+        if result is BoundaryOutcome.OK:
+            self._d.relay.notify()
+            return result
+        if result is BoundaryOutcome.CANCELLED:
+            # the cancel announced itself; the attempt is recorded and the execution stops here
+            self._d.relay.notify()
+            log.info("execution.stopped_after_cancel")
+        else:
+            log.warning("execution.ownership_lost", outcome=result.value)
+        return result
+
+    async def _definition(self, version_id: int) -> CompiledWorkflow:
+        cached = self._d.definitions.cached(version_id)
+        if cached is not None:
+            return cached
+        async with self._d.sessions() as session:
+            return await self._d.definitions.get(session, version_id)
+
+    def _start(self, state: _Run, now: datetime, message: RunExecution | None) -> None:
         resumed = state.record.started_at is not None
         values: dict[str, Any] = {"paused_reason": None, "paused_at": None}
         if not resumed:
             values["started_at"] = now
-        await Executions(session).set_status(
-            state.id,
-            expect=[_E.PENDING],
-            status=_E.RUNNING,
-            now=now,
-            cause="resumed by executor" if resumed else "picked up by executor",
-            **values,
+        state.boundary.ops.append(
+            ExecutionChange(
+                expect=frozenset({_E.PENDING}),
+                status=_E.RUNNING,
+                cause="resumed by executor" if resumed else "picked up by executor",
+                values=values,
+            )
         )
         kind = LifecycleType.EXECUTION_RESUMED if resumed else LifecycleType.EXECUTION_STARTED
         state.out.append(lifecycle_message(kind, state.record, status=_E.RUNNING, at=now))
@@ -188,16 +204,12 @@ class ExecutionHandler:
         else:
             self._d.metrics.executions_started.labels(workflow=state.record.workflow).inc()
 
-    async def _advance(
-        self, session: AsyncSession, state: _Run, now: datetime
-    ) -> RunStep | Finish | Waiting | None:
+    def _advance(self, state: _Run, now: datetime) -> RunStep | Finish | Waiting | None:
         """Write every decision that needs no action call, up to the next one that does."""
-        executions = Executions(session)
         while True:
             move = next_move(state.workflow, state.steps, state.scope())
             if isinstance(move, SkipStep):
-                await self._write_step(
-                    session,
+                self._write_step(
                     state,
                     move.step,
                     _S.SKIPPED,
@@ -208,8 +220,7 @@ class ExecutionHandler:
                 )
                 continue
             if isinstance(move, FailStep):
-                await self._write_step(
-                    session,
+                self._write_step(
                     state,
                     move.step,
                     _S.FAILED,
@@ -224,12 +235,11 @@ class ExecutionHandler:
                 log.info("execution.waiting", step=move.step.id)
                 return move
             if isinstance(move, Finish):
-                await self._finish(executions, state, move, now)
+                self._finish(state, move, now)
                 return move
             spec = move.step.spec
             if isinstance(spec, ActionStep):
-                await self._write_step(
-                    session,
+                self._write_step(
                     state,
                     move.step,
                     _S.RUNNING,
@@ -241,10 +251,10 @@ class ExecutionHandler:
                 )
                 return move
             if isinstance(spec, ApprovalStep):
-                paused = await self._pause_for_approval(session, state, move.step, spec, now)
+                paused = self._pause_for_approval(state, move.step, spec, now)
             else:
                 assert isinstance(spec, WaitStep)
-                paused = await self._pause_for_wait(session, state, move.step, spec, now)
+                paused = self._pause_for_wait(state, move.step, spec, now)
             if paused:
                 return None
 
@@ -276,15 +286,12 @@ class ExecutionHandler:
         ).observe(outcome.seconds)
         return outcome
 
-    async def _finish_attempt(
-        self, session: AsyncSession, state: _Run, move: RunStep, outcome: Outcome, now: datetime
-    ) -> None:
+    def _finish_attempt(self, state: _Run, move: RunStep, outcome: Outcome, now: datetime) -> None:
         step = move.step
         action = str(getattr(step.spec, "action", ""))
         labels = {"workflow": state.record.workflow, "step": step.id, "action": action}
         if outcome.ok:
-            await self._write_step(
-                session,
+            self._write_step(
                 state,
                 step,
                 _S.COMPLETED,
@@ -303,11 +310,10 @@ class ExecutionHandler:
             delay = retry_delay(
                 step.retry, move.attempt, rng=self._d.rng, floor=outcome.retry_after
             )
-            await self._retry_later(session, state, move, error, delay, now)
+            self._retry_later(state, move, error, delay, now)
             self._d.metrics.step_retries.labels(workflow=state.record.workflow, step=step.id).inc()
             return
-        await self._write_step(
-            session,
+        self._write_step(
             state,
             step,
             _S.FAILED,
@@ -320,9 +326,8 @@ class ExecutionHandler:
         )
         self._d.metrics.steps_finished.labels(**labels, status="failed").inc()
 
-    async def _retry_later(
+    def _retry_later(
         self,
-        session: AsyncSession,
         state: _Run,
         move: RunStep,
         error: str,
@@ -332,8 +337,7 @@ class ExecutionHandler:
         """The backoff is a durable timer: the execution pauses and holds no message."""
         step = move.step
         due = now + delay
-        await self._write_step(
-            session,
+        self._write_step(
             state,
             step,
             _S.PENDING,
@@ -344,10 +348,10 @@ class ExecutionHandler:
             attempt=move.attempt,
             emit=False,
         )
-        await Timers(session).create(
-            execution_id=state.id, step_id=step.id, kind=TimerKind.RETRY, due_at=due, now=now
+        state.boundary.timers.append(
+            {"step_id": step.id, "kind": TimerKind.RETRY.value, "due_at": due.isoformat()}
         )
-        await self._pause(session, state, PauseReason.RETRY, now, f"retry of step {step.id}")
+        self._pause(state, PauseReason.RETRY, now, f"retry of step {step.id}")
         state.out.append(
             lifecycle_message(
                 LifecycleType.STEP_RETRYING,
@@ -366,9 +370,8 @@ class ExecutionHandler:
         # the loop in run() ends: the pause released ownership
         state.steps[step.id] = replace(state.steps[step.id], status=_S.WAITING)
 
-    async def _pause_for_approval(
+    def _pause_for_approval(
         self,
-        session: AsyncSession,
         state: _Run,
         step: CompiledStep,
         spec: ApprovalStep,
@@ -377,8 +380,7 @@ class ExecutionHandler:
         try:
             prompt = step.prompt.render(state.scope()) if step.prompt is not None else None
         except ExpressionError as exc:
-            await self._write_step(
-                session,
+            self._write_step(
                 state,
                 step,
                 _S.FAILED,
@@ -394,25 +396,24 @@ class ExecutionHandler:
         expires_at = now + approval.timeout
         approvers = list(approval.approvers) if approval.approvers else None
         prompt_text = prompt if prompt is None or isinstance(prompt, str) else str(prompt)
-        await Approvals(session).create(
-            approval_id=approval_id,
-            execution_id=state.id,
-            step_id=step.id,
-            approvers=approvers,
-            prompt=prompt_text,
-            expires_at=expires_at,
-            now=now,
+        state.boundary.approvals.append(
+            {
+                "id": approval_id,
+                "step_id": step.id,
+                "approvers": approvers,
+                "prompt": prompt_text,
+                "expires_at": expires_at.isoformat(),
+            }
         )
-        await Timers(session).create(
-            execution_id=state.id,
-            step_id=step.id,
-            kind=TimerKind.APPROVAL_TIMEOUT,
-            due_at=expires_at,
-            now=now,
-            approval_id=approval_id,
+        state.boundary.timers.append(
+            {
+                "step_id": step.id,
+                "kind": TimerKind.APPROVAL_TIMEOUT.value,
+                "due_at": expires_at.isoformat(),
+                "approval_id": approval_id,
+            }
         )
-        await self._write_step(
-            session,
+        self._write_step(
             state,
             step,
             _S.WAITING,
@@ -423,7 +424,7 @@ class ExecutionHandler:
             attempt=1,
             emit=False,
         )
-        await self._pause(session, state, PauseReason.APPROVAL, now, f"approval {approval_id}")
+        self._pause(state, PauseReason.APPROVAL, now, f"approval {approval_id}")
         state.out.append(
             lifecycle_message(
                 LifecycleType.EXECUTION_PAUSED,
@@ -442,14 +443,13 @@ class ExecutionHandler:
         )
         return True
 
-    async def _pause_for_wait(
-        self, session: AsyncSession, state: _Run, step: CompiledStep, spec: WaitStep, now: datetime
+    def _pause_for_wait(
+        self, state: _Run, step: CompiledStep, spec: WaitStep, now: datetime
     ) -> bool:
         try:
             due = _wait_until(step, spec, state.scope(), now)
         except (ExpressionError, ValueError) as exc:
-            await self._write_step(
-                session,
+            self._write_step(
                 state,
                 step,
                 _S.FAILED,
@@ -460,11 +460,10 @@ class ExecutionHandler:
                 finished_at=now,
             )
             return False
-        await Timers(session).create(
-            execution_id=state.id, step_id=step.id, kind=TimerKind.WAIT, due_at=due, now=now
+        state.boundary.timers.append(
+            {"step_id": step.id, "kind": TimerKind.WAIT.value, "due_at": due.isoformat()}
         )
-        await self._write_step(
-            session,
+        self._write_step(
             state,
             step,
             _S.WAITING,
@@ -475,7 +474,7 @@ class ExecutionHandler:
             attempt=1,
             emit=False,
         )
-        await self._pause(session, state, PauseReason.WAIT, now, f"wait until {due.isoformat()}")
+        self._pause(state, PauseReason.WAIT, now, f"wait until {due.isoformat()}")
         state.out.append(
             lifecycle_message(
                 LifecycleType.EXECUTION_PAUSED,
@@ -488,34 +487,27 @@ class ExecutionHandler:
         )
         return True
 
-    async def _pause(
-        self, session: AsyncSession, state: _Run, reason: PauseReason, now: datetime, cause: str
-    ) -> None:
-        await Executions(session).set_status(
-            state.id,
-            expect=[_E.RUNNING],
-            status=_E.PAUSED,
-            now=now,
-            cause=f"paused: {cause}",
-            paused_reason=reason,
-            paused_at=now,
-            owner=None,
+    def _pause(self, state: _Run, reason: PauseReason, now: datetime, cause: str) -> None:
+        state.paused = True
+        state.boundary.ops.append(
+            ExecutionChange(
+                expect=frozenset({_E.RUNNING}),
+                status=_E.PAUSED,
+                cause=f"paused: {cause}",
+                values={"paused_reason": reason, "paused_at": now, "owner": None},
+            )
         )
 
-    async def _finish(
-        self, executions: Executions, state: _Run, move: Finish, now: datetime
-    ) -> None:
+    def _finish(self, state: _Run, move: Finish, now: datetime) -> None:
         status = _E.COMPLETED if move.completed else _E.FAILED
         error = None if move.completed else f"step {move.failed_step} failed: {move.error}"
-        await executions.set_status(
-            state.id,
-            expect=[_E.RUNNING],
-            status=status,
-            now=now,
-            cause="all steps done" if move.completed else error or "failed",
-            finished_at=now,
-            error=error,
-            owner=None,
+        state.boundary.ops.append(
+            ExecutionChange(
+                expect=frozenset({_E.RUNNING}),
+                status=status,
+                cause="all steps done" if move.completed else error or "failed",
+                values={"finished_at": now, "error": error, "owner": None},
+            )
         )
         kind = (
             LifecycleType.EXECUTION_COMPLETED if move.completed else LifecycleType.EXECUTION_FAILED
@@ -526,9 +518,8 @@ class ExecutionHandler:
         ).inc()
         log.info("execution.finished", status=status.value, error=error)
 
-    async def _write_step(
+    def _write_step(
         self,
-        session: AsyncSession,
         state: _Run,
         step: CompiledStep,
         status: StepStatus,
@@ -557,9 +548,7 @@ class ExecutionHandler:
             finished_at=finished_at,
             from_status=previous.status if previous else None,
         )
-        if not await Executions(session).write_step(state.id, write, now):
-            # a duplicate writer got there first; our transaction must not go on from here
-            raise StaleCheckpoint(f"step {step.id} was not in {sorted(expect)}")
+        state.boundary.ops.append(write)
         state.steps[step.id] = StepRecord(
             step_id=step.id,
             position=step.index,
@@ -585,10 +574,6 @@ class ExecutionHandler:
                         error=error,
                     )
                 )
-
-
-class StaleCheckpoint(Exception):
-    """Another delivery of the same execution wrote this checkpoint first: roll back, requeue."""
 
 
 _STEP_EVENTS = {

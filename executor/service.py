@@ -11,7 +11,7 @@ from executor.handle_execution import ExecutionHandler, ExecutorDeps
 from interlock.bus.consumer import Consumer
 from interlock.bus.topology import QueueName
 from interlock.definitions import VersionCache
-from interlock.runtime import Runtime
+from interlock.runtime import Runtime, until_up
 from interlock.store.ownership import WorkerLock
 
 
@@ -32,12 +32,13 @@ class ExecutorService:
             actions.load_entry_points()
             actions.load_modules(settings.executor.actions)
         self._worker = WorkerLock(runtime.engine, settings.namespace)
-        await self._worker.acquire()
+        await until_up(self._worker.acquire, "database")
         runtime.spawn(self._worker.watch(), "worker-lock")
         # no client-wide timeout: the step's `timeout` (or the action's own) governs each call
         self._http = httpx.AsyncClient(follow_redirects=False, timeout=None)
         handler = ExecutionHandler(
             ExecutorDeps(
+                engine=runtime.engine,
                 sessions=runtime.sessions,
                 definitions=VersionCache(),
                 actions=actions,

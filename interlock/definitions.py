@@ -15,6 +15,9 @@ class VersionCache:
     def __init__(self) -> None:
         self._compiled: dict[int, CompiledWorkflow] = {}
 
+    def cached(self, version_id: int) -> CompiledWorkflow | None:
+        return self._compiled.get(version_id)
+
     def put(self, version_id: int, compiled: CompiledWorkflow) -> None:
         self._compiled[version_id] = compiled
 

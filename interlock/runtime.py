@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
@@ -20,6 +20,7 @@ from interlock.bus.consumer import Consumer
 from interlock.bus.dead_letter import DeadLetters
 from interlock.bus.publisher import Publisher
 from interlock.clock import Clock, SystemClock
+from interlock.errors import is_transient
 from interlock.outbox import OutboxRelay
 from interlock.settings import Settings
 from interlock.store.engine import create_engine, create_sessionmaker, ping
@@ -27,6 +28,25 @@ from interlock.telemetry.http import HealthServer
 from interlock.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)
+
+
+T = TypeVar("T")
+
+
+async def until_up(attempt: Callable[[], Awaitable[T]], what: str, *, within: float = 300.0) -> T:
+    """Retry `attempt` with backoff while `what` is unreachable (up to `within` seconds)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    delay = 0.2
+    while True:
+        try:
+            return await attempt()
+        except Exception as exc:
+            if not is_transient(exc) or loop.time() > deadline:
+                raise
+            log.warning("dependency.unavailable", dependency=what, error=str(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 class Service(Protocol):
@@ -70,9 +90,13 @@ class Runtime:
     async def open(self) -> None:
         self.engine = create_engine(self.settings.database, application_name=self.name)
         self.sessions = create_sessionmaker(self.engine)
-        self.connection = await connect(self.settings.amqp.url, name=self.name)
+        # a service may start while the broker or the database is down: wait, don't crash
+        self.connection = await until_up(
+            lambda: connect(self.settings.amqp.url, name=self.name), "broker"
+        )
         self.channel = await self.connection.channel(publisher_confirms=True)
         await topology.declare(self.channel, self.topology)
+        await until_up(lambda: ping(self.engine), "database")
         self.publisher = Publisher(self.channel, self.topology)
         self.dead_letters = DeadLetters(self.publisher, self.name)
         self.relay = OutboxRelay(

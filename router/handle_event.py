@@ -5,18 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import uuid4
 
+import orjson
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from interlock import outbox
 from interlock.bus.codec import decode_cloudevent, encode_run
 from interlock.clock import Clock
 from interlock.errors import DeadLetterReason, InvalidInput
 from interlock.outbox import OutboxRelay
-from interlock.store.engine import transaction
-from interlock.store.executions import Executions, NewExecution
-from interlock.store.seen_events import SeenEvents
+from interlock.store.boundary import outbox_json
+from interlock.store.engine import raw_connection
+from interlock.store.executions import NewExecution
 from interlock.telemetry.metrics import Metrics
 from router.definitions import Definitions
 from schemas.messages import RunReason
@@ -26,7 +26,7 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class RouterDeps:
-    sessions: async_sessionmaker[AsyncSession]
+    engine: AsyncEngine
     definitions: Definitions
     metrics: Metrics
     clock: Clock
@@ -79,15 +79,32 @@ class EventHandler:
                 for t in result.matches
             ]
             # dedupe row, executions and their start messages commit together or not at all
-            async with transaction(d.sessions) as session:
-                if not await SeenEvents(session).remember(event.source, event.id, now):
-                    d.metrics.events_duplicate.inc()
-                    log.info("event.duplicate", source=event.source)
-                    return
-                await Executions(session).create(rows, now)
-                await outbox.add(
-                    session, [encode_run(str(r.id), RunReason.START, now) for r in rows], now
+            payload = {
+                "now": now.isoformat(),
+                "source": event.source,
+                "id": event.id,
+                "event": scope,
+                "executions": [
+                    {
+                        "id": str(r.id),
+                        "workflow": r.workflow,
+                        "version_id": r.version_id,
+                        "version": r.version,
+                        "trigger_index": r.trigger_index,
+                        "cause": r.cause,
+                    }
+                    for r in rows
+                ],
+                "outbox": [outbox_json(encode_run(str(r.id), RunReason.START, now)) for r in rows],
+            }
+            async with raw_connection(d.engine) as conn:
+                routed = await conn.fetchval(
+                    "SELECT interlock_route_event($1::jsonb)", orjson.dumps(payload).decode()
                 )
+            if not routed:
+                d.metrics.events_duplicate.inc()
+                log.info("event.duplicate", source=event.source)
+                return
             d.relay.notify()
             d.metrics.events_matched.inc()
             for r in rows:

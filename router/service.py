@@ -37,7 +37,7 @@ class RouterService:
         runtime.spawn(self._forget_old_events(runtime), "dedupe-cleanup")
         handler = EventHandler(
             RouterDeps(
-                sessions=runtime.sessions,
+                engine=runtime.engine,
                 definitions=self.definitions,
                 metrics=runtime.metrics,
                 clock=runtime.clock,

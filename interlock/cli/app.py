@@ -6,6 +6,7 @@ import typer
 
 from interlock.cli import approvals, dead_letters, executions, workflows
 from interlock.cli.apply import apply
+from interlock.cli.bench import bench
 from interlock.cli.migrate import migrate
 from interlock.cli.publish import publish
 from interlock.cli.run import run_services
@@ -19,6 +20,7 @@ app = typer.Typer(
 app.command()(migrate)
 app.command()(apply)
 app.command()(publish)
+app.command()(bench)
 app.command("run")(run_services)
 app.command()(approvals.cancel)
 app.command("approve")(approvals.approve)

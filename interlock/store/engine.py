@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 import orjson
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import (
@@ -28,7 +29,9 @@ def create_engine(
         settings.url,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
-        pool_pre_ping=True,
+        # no pre-ping: it costs a round trip per checkout; a dead connection fails its first
+        # statement instead, is invalidated, and the caller's transient-error retry goes on
+        pool_pre_ping=False,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
         connect_args={"server_settings": {"application_name": application_name}},
@@ -44,6 +47,19 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
     """The unit of work: state rows and their outbox rows commit together or not at all."""
     async with sessions() as session, session.begin():
         yield session
+
+
+@asynccontextmanager
+async def raw_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled asyncpg connection for hot paths that call one database function per transaction.
+
+    Outside SQLAlchemy's transaction handling each statement is its own transaction.
+    """
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        yield driver
 
 
 async def ping(engine: AsyncEngine) -> bool:

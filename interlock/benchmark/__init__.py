@@ -1,0 +1,1 @@
+"""`interlock bench`: a reproducible benchmark of real service processes on its own sandbox."""
