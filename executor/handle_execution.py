@@ -144,7 +144,7 @@ class ExecutionHandler:
         state.begin(now, d.worker.worker)
         if claim.status is _E.PENDING:
             self._start(state, now, message)
-        move = self._advance(state, now)
+        move = await self._run_inline(state, self._advance(state, now))
         if await self._commit(state) is not BoundaryOutcome.OK:
             return
 
@@ -156,8 +156,26 @@ class ExecutionHandler:
             state.boundary.attempt_ops = len(state.boundary.ops)
             state.boundary.attempt_outbox = len(state.boundary.outbox)
             move = None if state.paused else self._advance(state, now)
+            move = await self._run_inline(state, move)
             if await self._commit(state) is not BoundaryOutcome.OK:
                 return
+
+    async def _run_inline(
+        self, state: _Run, move: RunStep | Finish | Waiting | None
+    ) -> RunStep | Finish | Waiting | None:
+        """Run built-in steps without effects outside the database in memory.
+
+        Their checkpoints (running, then completed) still each get their row, but commit with
+        the boundary being built: a crash before that commit reruns them, which nobody can
+        tell from the first run, and their outbox rows (a `publish`) go out only on commit.
+        """
+        while isinstance(move, RunStep) and self._d.actions.is_inline(
+            str(getattr(move.step.spec, "action", ""))
+        ):
+            outcome = await self._attempt(state, move)
+            self._finish_attempt(state, move, outcome, self._d.clock.now())
+            move = None if state.paused else self._advance(state, state.boundary.now)
+        return move
 
     async def _commit(self, state: _Run) -> BoundaryOutcome:
         """Apply the boundary in one transaction; only then may the message be acked."""
@@ -413,33 +431,18 @@ class ExecutionHandler:
                 "approval_id": approval_id,
             }
         )
-        self._write_step(
+        self._wait_at(
             state,
             step,
-            _S.WAITING,
+            PauseReason.APPROVAL,
             now,
-            cause=f"waiting for approval {approval_id}",
-            expect=(_S.PENDING, _S.RUNNING),
-            started_at=now,
-            attempt=1,
-            emit=False,
-        )
-        self._pause(state, PauseReason.APPROVAL, now, f"approval {approval_id}")
-        state.out.append(
-            lifecycle_message(
-                LifecycleType.EXECUTION_PAUSED,
-                state.record,
-                status=_E.PAUSED,
-                at=now,
-                step_id=step.id,
-                details={
-                    "reason": PauseReason.APPROVAL.value,
-                    "approval_id": approval_id,
-                    "approvers": approvers,
-                    "prompt": prompt_text,
-                    "expires_at": expires_at.isoformat(),
-                },
-            )
+            f"approval {approval_id}",
+            {
+                "approval_id": approval_id,
+                "approvers": approvers,
+                "prompt": prompt_text,
+                "expires_at": expires_at.isoformat(),
+            },
         )
         return True
 
@@ -463,18 +466,38 @@ class ExecutionHandler:
         state.boundary.timers.append(
             {"step_id": step.id, "kind": TimerKind.WAIT.value, "due_at": due.isoformat()}
         )
+        self._wait_at(
+            state,
+            step,
+            PauseReason.WAIT,
+            now,
+            f"until {due.isoformat()}",
+            {"until": due.isoformat()},
+        )
+        return True
+
+    def _wait_at(
+        self,
+        state: _Run,
+        step: CompiledStep,
+        reason: PauseReason,
+        now: datetime,
+        what: str,
+        details: dict[str, Any],
+    ) -> None:
+        """The step waits, the execution pauses (releasing it) and says what it waits for."""
         self._write_step(
             state,
             step,
             _S.WAITING,
             now,
-            cause=f"waiting until {due.isoformat()}",
+            cause=f"waiting for {what}",
             expect=(_S.PENDING, _S.RUNNING),
             started_at=now,
             attempt=1,
             emit=False,
         )
-        self._pause(state, PauseReason.WAIT, now, f"wait until {due.isoformat()}")
+        self._pause(state, reason, now, what)
         state.out.append(
             lifecycle_message(
                 LifecycleType.EXECUTION_PAUSED,
@@ -482,10 +505,9 @@ class ExecutionHandler:
                 status=_E.PAUSED,
                 at=now,
                 step_id=step.id,
-                details={"reason": PauseReason.WAIT.value, "until": due.isoformat()},
+                details={"reason": reason.value, **details},
             )
         )
-        return True
 
     def _pause(self, state: _Run, reason: PauseReason, now: datetime, cause: str) -> None:
         state.paused = True

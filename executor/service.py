@@ -51,17 +51,9 @@ class ExecutorService:
                 max_message_bytes=settings.amqp.max_message_bytes,
             )
         )
-        self._consumer = Consumer(
-            connection=runtime.connection,
-            queue=runtime.topology.queue(QueueName.EXECUTIONS),
-            prefetch=settings.executor.prefetch or settings.amqp.prefetch,
-            handler=handler,
-            dead_letters=runtime.dead_letters,
-            metrics=runtime.metrics,
-            delivery_limit=settings.amqp.delivery_limit,
+        self._consumer = await runtime.consume(
+            QueueName.EXECUTIONS, handler, settings.executor.prefetch
         )
-        await self._consumer.start()
-        runtime.consumers.append(self._consumer)
 
     async def stop(self, grace: timedelta) -> None:
         if self._consumer is not None:

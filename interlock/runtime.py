@@ -16,9 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from interlock.bus import topology
 from interlock.bus.connection import connect, is_connected
-from interlock.bus.consumer import Consumer
+from interlock.bus.consumer import Consumer, Handler
 from interlock.bus.dead_letter import DeadLetters
 from interlock.bus.publisher import Publisher
+from interlock.bus.topology import QueueName
 from interlock.clock import Clock, SystemClock
 from interlock.errors import is_transient
 from interlock.outbox import OutboxRelay
@@ -116,6 +117,23 @@ class Runtime:
             )
             await self.health.start()
         self.metrics.up.labels(service=self.name).set(1)
+
+    async def consume(
+        self, queue: QueueName, handler: Handler, prefetch: int | None = None
+    ) -> Consumer:
+        """Start a consumer on one of our queues with this process's dead letters and metrics."""
+        consumer = Consumer(
+            connection=self.connection,
+            queue=self.topology.queue(queue),
+            prefetch=prefetch or self.settings.amqp.prefetch,
+            handler=handler,
+            dead_letters=self.dead_letters,
+            metrics=self.metrics,
+            delivery_limit=self.settings.amqp.delivery_limit,
+        )
+        await consumer.start()
+        self.consumers.append(consumer)
+        return consumer
 
     async def _consuming(self) -> bool:
         return self.started.is_set() and all(c.consuming for c in self.consumers)

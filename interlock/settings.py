@@ -63,7 +63,7 @@ class ExecutorSettings(BaseModel):
 
 
 class ResumerSettings(BaseModel):
-    timer_batch: int = Field(default=500, ge=1)
+    timer_batch: int = Field(default=100, ge=1)  # small batches release executions sooner
     max_timer_sleep: Duration = timedelta(seconds=30)
     # an execution untouched this long with no live owner is handed back to the executors
     stuck_after: Duration = timedelta(seconds=60)

@@ -22,7 +22,7 @@ from interlock.definitions import VersionCache
 from interlock.outbox import OutboxRelay
 from interlock.store.approvals import Approvals
 from interlock.store.engine import transaction
-from interlock.store.executions import Executions
+from interlock.store.executions import ExecutionRecord, Executions
 from interlock.store.tables import ApprovalStatus, TimerKind
 from interlock.store.timers import NOTIFY_CHANNEL, TimerRecord, Timers
 from interlock.telemetry.metrics import Metrics
@@ -60,8 +60,19 @@ class TimerLoop:
         async with transaction(d.sessions) as session:
             timers = Timers(session)
             due = await timers.claim_due(now, d.batch)
-            for timer in due:
-                await self._fire(session, timer, now)
+            # lock order everywhere: timer -> approval -> execution, so no two paths deadlock
+            expiring = [t for t in due if t.kind is TimerKind.APPROVAL_TIMEOUT]
+            for timer in expiring:
+                await self._expire(session, timer, now)
+            others = [t for t in due if t.kind is not TimerKind.APPROVAL_TIMEOUT]
+            executions = await Executions(session).load_many(
+                sorted({t.execution_id for t in others}), lock=True
+            )
+            for timer in others:
+                # one pause has one timer; a second one for the same execution is void
+                execution = executions.pop(timer.execution_id, None)
+                if execution is not None:
+                    await self._fire(session, timer, execution, now)
             await timers.remove([t.id for t in due])
         if due:
             d.relay.notify()
@@ -70,13 +81,10 @@ class TimerLoop:
                 d.metrics.timers_fired.labels(kind=timer.kind.value).inc()
         return len(due)
 
-    async def _fire(self, session: AsyncSession, timer: TimerRecord, now: datetime) -> None:
-        # lock order everywhere: timer -> approval -> execution, so no two paths deadlock
-        if timer.kind is TimerKind.APPROVAL_TIMEOUT:
-            await self._expire(session, timer, now)
-            return
-        execution = await Executions(session).load(timer.execution_id, lock=True)
-        if execution is None or execution.status is not ExecutionStatus.PAUSED:
+    async def _fire(
+        self, session: AsyncSession, timer: TimerRecord, execution: ExecutionRecord, now: datetime
+    ) -> None:
+        if execution.status is not ExecutionStatus.PAUSED:
             return  # cancelled or already resumed: the timer is void
         if timer.kind is TimerKind.WAIT:
             await settle_and_resume(

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from interlock import outbox
 from interlock.bus.codec import encode_run
-from interlock.bus.publisher import OutgoingMessage
 from interlock.lifecycle import lifecycle_message
-from interlock.store.executions import ExecutionRecord, Executions, StepWrite
+from interlock.store.boundary import Boundary, ExecutionChange
+from interlock.store.executions import ExecutionRecord, StepWrite
 from schemas.lifecycle import LifecycleType
 from schemas.messages import RunReason
 from schemas.status import ExecutionStatus, StepStatus
@@ -20,6 +20,7 @@ _STEP_EVENTS = {
     StepStatus.COMPLETED: LifecycleType.STEP_COMPLETED,
     StepStatus.FAILED: LifecycleType.STEP_FAILED,
 }
+_APPLY = text("SELECT interlock_apply_boundary(CAST(:payload AS jsonb))")
 
 
 async def settle_and_resume(
@@ -35,52 +36,45 @@ async def settle_and_resume(
 ) -> bool:
     """Record the paused step's outcome, make the execution pending and queue its run message.
 
-    The step write and the status change are both conditional, so a second resumer acting on
-    the same pause changes nothing and returns False.
+    The caller holds the execution's row lock (so the checks below cannot go stale); all the
+    writes go in one statement of the caller's transaction. False if there was nothing to do.
     """
-    executions = Executions(session)
-    announce: list[OutgoingMessage] = []
+    if execution.status is not ExecutionStatus.PAUSED:
+        return False
+    boundary = Boundary(execution_id=execution.id, now=now)
     if step_id is not None and status is not None:
         previous = execution.steps.get(step_id)
-        applied = await executions.write_step(
-            execution.id,
+        if previous is None or previous.status is not StepStatus.WAITING:
+            return False
+        boundary.ops.append(
             StepWrite(
                 step_id=step_id,
-                position=previous.position if previous else 0,
+                position=previous.position,
                 status=status,
                 expect=frozenset({StepStatus.WAITING}),
                 cause=cause,
                 output=output,
                 error=error,
                 finished_at=now,
-                from_status=previous.status if previous else None,
-            ),
-            now,
-        )
-        if not applied:
-            return False
-        kind = _STEP_EVENTS.get(status)
-        if kind is not None:
-            announce.append(
-                lifecycle_message(
-                    kind,
-                    execution,
-                    status=status,
-                    at=now,
-                    step_id=step_id,
-                    error=error,
-                    details={"output": output} if output is not None else None,
-                )
+                from_status=previous.status,
             )
-    previous_status = await executions.set_status(
-        execution.id,
-        expect=[ExecutionStatus.PAUSED],
-        status=ExecutionStatus.PENDING,
-        now=now,
-        cause=cause,
+        )
+        boundary.outbox.append(
+            lifecycle_message(
+                _STEP_EVENTS[status],
+                execution,
+                status=status,
+                at=now,
+                step_id=step_id,
+                error=error,
+                details={"output": output} if output is not None else None,
+            )
+        )
+    boundary.ops.append(
+        ExecutionChange(
+            expect=frozenset({ExecutionStatus.PAUSED}), status=ExecutionStatus.PENDING, cause=cause
+        )
     )
-    if previous_status is None:
-        return False
-    announce.append(encode_run(str(execution.id), RunReason.RESUME, now))
-    await outbox.add(session, announce, now)
+    boundary.outbox.append(encode_run(str(execution.id), RunReason.RESUME, now))
+    await session.execute(_APPLY, {"payload": boundary.payload()})
     return True

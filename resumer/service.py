@@ -74,18 +74,7 @@ class ResumerService:
             (QueueName.DECISIONS, DecisionHandler(deps)),
             (QueueName.COMMANDS, CancelHandler(deps)),
         ):
-            consumer = Consumer(
-                connection=runtime.connection,
-                queue=runtime.topology.queue(queue),
-                prefetch=settings.amqp.prefetch,
-                handler=handler,
-                dead_letters=runtime.dead_letters,
-                metrics=runtime.metrics,
-                delivery_limit=settings.amqp.delivery_limit,
-            )
-            await consumer.start()
-            self._consumers.append(consumer)
-            runtime.consumers.append(consumer)
+            self._consumers.append(await runtime.consume(queue, handler))
 
     async def stop(self, grace: timedelta) -> None:
         await asyncio.gather(*(c.stop(grace) for c in self._consumers))

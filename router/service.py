@@ -45,17 +45,7 @@ class RouterService:
                 max_message_bytes=settings.amqp.max_message_bytes,
             )
         )
-        self._consumer = Consumer(
-            connection=runtime.connection,
-            queue=runtime.topology.queue(QueueName.ROUTER),
-            prefetch=settings.amqp.prefetch,
-            handler=handler,
-            dead_letters=runtime.dead_letters,
-            metrics=runtime.metrics,
-            delivery_limit=settings.amqp.delivery_limit,
-        )
-        await self._consumer.start()
-        runtime.consumers.append(self._consumer)
+        self._consumer = await runtime.consume(QueueName.ROUTER, handler, settings.amqp.prefetch)
 
     async def stop(self, grace: timedelta) -> None:
         if self._consumer is not None:

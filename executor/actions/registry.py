@@ -25,6 +25,10 @@ BUILTINS: Final[Mapping[str, Action]] = {
     "fail": fail,
 }
 
+# side-effect free (or, for publish, effects that are outbox rows): the executor may run them
+# in memory and commit their checkpoints together with the next boundary
+INLINE_BUILTINS: Final = frozenset({"set", "log", "publish", "fail"})
+
 ENTRY_POINT_GROUP: Final = "interlock.actions"
 
 
@@ -33,6 +37,7 @@ class ActionRegistry:
 
     def __init__(self) -> None:
         self._actions: dict[str, Action] = {}
+        self._inline: set[str] = set()
 
     def register(self, name: str, action: Action) -> None:
         """Add `action` under `name`; a name already taken raises ValueError."""
@@ -47,6 +52,10 @@ class ActionRegistry:
     def get(self, name: str) -> Action | None:
         return self._actions.get(name)
 
+    def is_inline(self, name: str) -> bool:
+        """True for the built-ins whose checkpoints may share a transaction with the next."""
+        return name in self._inline
+
     def names(self) -> frozenset[str]:
         return frozenset(self._actions)
 
@@ -55,6 +64,7 @@ class ActionRegistry:
         registry = cls()
         for name, action in BUILTINS.items():
             registry.register(name, action)
+        registry._inline.update(INLINE_BUILTINS)
         return registry
 
     def load_modules(self, modules: Sequence[str]) -> None:

@@ -295,6 +295,33 @@ class Executions:
             update(_ex).where(_ex.c.id == execution_id).values(owner=None, updated_at=now)
         )
 
+    async def load_many(
+        self, ids: list[UUID], *, lock: bool = False
+    ) -> dict[UUID, ExecutionRecord]:
+        """Several executions and their steps in two queries (the timer loop's batches)."""
+        if not ids:
+            return {}
+        query = _execution_query().where(_ex.c.id.in_(ids))
+        if lock:
+            query = query.with_for_update()
+        rows = (await self._session.execute(query)).all()
+        steps: dict[UUID, dict[str, StepRecord]] = {r.id: {} for r in rows}
+        for s in await self._session.execute(
+            select(_step).where(_step.c.execution_id.in_(ids)).order_by(_step.c.position)
+        ):
+            steps[s.execution_id][s.step_id] = StepRecord(
+                step_id=s.step_id,
+                position=s.position,
+                status=StepStatus(s.status),
+                attempt=s.attempt,
+                output=s.output,
+                error=s.error,
+                started_at=s.started_at,
+                finished_at=s.finished_at,
+                updated_at=s.updated_at,
+            )
+        return {r.id: ExecutionRecord(**r._mapping, steps=steps[r.id]) for r in rows}
+
     async def lock_status(self, execution_id: UUID) -> ExecutionStatus | None:
         """Lock the execution row for this transaction; the status it holds now."""
         status = await self._session.scalar(

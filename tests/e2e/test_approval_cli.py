@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +34,9 @@ async def test_an_approval_listed_by_the_cli_and_approved_by_alice_completes_the
 ) -> None:
     definition = tmp_path / "refund-review.yaml"
     definition.write_text(REVIEW)
-    applied, _ = await asyncio.gather(
-        cli.run("apply", str(definition)),
-        services.start_ready("router", "executor", "resumer"),
-    )
+    # definitions first: events that reach the router before it has them match nothing
+    applied = await cli.run("apply", str(definition))
+    await services.start_ready("router", "executor", "resumer")
     assert applied.code == 0, applied.explain()
 
     event_id = await outside.publish_event(

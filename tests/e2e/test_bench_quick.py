@@ -5,7 +5,6 @@ Timings are not asserted (this machine runs the servers too); counts, shapes and
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from aio_pika.exceptions import ChannelNotFoundEntity
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.support.processes import interlock_executable
+from tests.support.processes import Cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.bench]
 
@@ -38,26 +37,8 @@ SCENARIOS = {"throughput", "lifecycle", "resume", "timers", "router", "idle"}
 
 async def _bench(env: dict[str, str], output: Path) -> tuple[int, str, str]:
     args = [a for pair in SIZES.items() for a in pair]
-    proc = await asyncio.create_subprocess_exec(
-        interlock_executable(),
-        "bench",
-        "--quick",
-        *args,
-        "--output",
-        str(output),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(100):
-            out, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    result = await Cli(env).run("bench", "--quick", *args, "--output", str(output), within=100)
+    return result.code, result.stdout, result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -32,10 +31,9 @@ async def sample(process: ServiceProcess, name: str, **labels: str) -> float | N
 async def test_a_refund_event_runs_the_example_workflow_across_separate_service_processes(
     cli: Cli, services: Services, outside: OutsideClient
 ) -> None:
-    applied, (router, executor, resumer) = await asyncio.gather(
-        cli.run("apply", str(EXAMPLES)),
-        services.start_ready("router", "executor", "resumer"),
-    )
+    # definitions first: events that reach the router before it has them match nothing
+    applied = await cli.run("apply", str(EXAMPLES))
+    (router, executor, resumer) = await services.start_ready("router", "executor", "resumer")
     assert applied.code == 0, applied.explain()
     assert "refund-approval: v1 created" in applied.stdout
 

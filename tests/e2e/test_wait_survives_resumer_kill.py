@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,10 +33,9 @@ async def test_a_wait_step_completes_once_and_on_time_after_the_resumer_is_kille
 ) -> None:
     definition = tmp_path / "cool-off.yaml"
     definition.write_text(COOL_OFF)
-    applied, (_, _, resumer) = await asyncio.gather(
-        cli.run("apply", str(definition)),
-        services.start_ready("router", "executor", "resumer"),
-    )
+    # definitions first: events that reach the router before it has them match nothing
+    applied = await cli.run("apply", str(definition))
+    (_, _, resumer) = await services.start_ready("router", "executor", "resumer")
     assert applied.code == 0, applied.explain()
 
     paused_events = await outside.subscribe(ExchangeName.LIFECYCLE, "interlock.execution.paused")

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,21 +12,8 @@ from typing import Any
 import httpx
 import orjson
 
+from interlock.benchmark.processes import free_port, interlock_executable
 from tests.support.eventually import eventually
-
-
-def interlock_executable() -> str:
-    found = shutil.which("interlock", path=os.path.dirname(sys.executable))
-    if found is None:
-        raise RuntimeError(f"no `interlock` console script next to {sys.executable}")
-    return found
-
-
-def free_port() -> int:
-    # the port is released before the service binds it; a clash is unlikely and fails loudly
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -58,8 +41,8 @@ class Cli:
         self.env = env
         self.executable = interlock_executable()
 
-    async def run(self, *args: str) -> CliResult:
-        """Run to completion; a command still running after 30 s is killed and fails the test."""
+    async def run(self, *args: str, within: float = 30.0) -> CliResult:
+        """Run to completion; a command still running after `within` s is killed."""
         proc = await asyncio.create_subprocess_exec(
             self.executable,
             *args,
@@ -68,7 +51,7 @@ class Cli:
             stderr=asyncio.subprocess.PIPE,
         )
         try:
-            async with asyncio.timeout(30.0):
+            async with asyncio.timeout(within):
                 out, err = await proc.communicate()
         finally:
             if proc.returncode is None:
