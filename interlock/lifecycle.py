@@ -6,11 +6,12 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from interlock.bus.codec import encode_cloudevent
+import orjson
+
 from interlock.bus.publisher import OutgoingMessage
 from interlock.bus.topology import ExchangeName
-from schemas.cloudevent import CloudEvent
-from schemas.lifecycle import LifecycleData, LifecycleType
+from schemas.cloudevent import CONTENT_TYPE
+from schemas.lifecycle import LifecycleType
 
 SOURCE = "interlock"
 
@@ -39,31 +40,42 @@ def lifecycle_message(
     error: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> OutgoingMessage:
-    data = LifecycleData(
-        execution_id=execution.id,
-        workflow=execution.workflow,
-        version=execution.version,
-        status=status,
-        at=at,
-        event_source=execution.event_source,
-        event_id=execution.event_id,
-        step_id=step_id,
-        attempt=attempt,
-        error=error,
-        details=details,
-    )
+    # built as a plain dict (this runs several times per execution); the shape is the one
+    # schemas.lifecycle.LifecycleData documents, which a unit test holds it to
+    data: dict[str, Any] = {
+        "execution_id": str(execution.id),
+        "workflow": execution.workflow,
+        "version": execution.version,
+        "status": str(status),
+        "at": at.isoformat(),
+        "event_source": execution.event_source,
+        "event_id": execution.event_id,
+    }
+    for key, value in (("step_id", step_id), ("attempt", attempt), ("error", error)):
+        if value is not None:
+            data[key] = value
+    if details is not None:
+        data["details"] = details
     # deterministic per transition: a republished outbox row repeats its id, a new transition
     # (a second resume, say) gets a new one
-    parts = [str(execution.id), step_id or "-", str(attempt or 0), type_.value]
-    event_id = ":".join([*parts, f"{at.timestamp():.6f}"])
-    event = CloudEvent(
-        specversion="1.0",
-        id=event_id,
-        source=f"{SOURCE}/{execution.workflow}",
-        type=type_.value,
-        time=at,
-        subject=str(execution.id),
-        datacontenttype="application/json",
-        data=data.model_dump(mode="json", exclude_none=True),
+    event_id = ":".join(
+        (str(execution.id), step_id or "-", str(attempt or 0), type_.value, f"{at.timestamp():.6f}")
     )
-    return encode_cloudevent(event, ExchangeName.LIFECYCLE)
+    event = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": f"{SOURCE}/{execution.workflow}",
+        "type": type_.value,
+        "time": at.isoformat(),
+        "subject": str(execution.id),
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    return OutgoingMessage(
+        exchange=ExchangeName.LIFECYCLE,
+        routing_key=type_.value,
+        body=orjson.dumps(event, option=orjson.OPT_NON_STR_KEYS),
+        message_id=event_id,
+        content_type=CONTENT_TYPE,
+        timestamp=at,
+    )

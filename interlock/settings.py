@@ -38,8 +38,10 @@ class AmqpSettings(BaseModel):
 
 class DatabaseSettings(BaseModel):
     url: str = "postgresql+asyncpg://postgres@localhost:5432/interlock"
+    # a steady pool: overflow connections are opened and closed per use, which costs a
+    # connect and a type introspection each time under load
     pool_size: int = Field(default=10, ge=1)
-    max_overflow: int = Field(default=10, ge=0)
+    max_overflow: int = Field(default=0, ge=0)
 
     @field_validator("url")
     @classmethod

@@ -12,6 +12,8 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, DeliveryMode
 
 from interlock.bus.topology import ExchangeName, Topology
 
+_BROADCAST = frozenset({ExchangeName.EVENTS, ExchangeName.LIFECYCLE})
+
 
 @dataclass(frozen=True)
 class OutgoingMessage:
@@ -50,4 +52,7 @@ class Publisher:
                 timestamp=message.timestamp,
             ),
             routing_key=message.routing_key,
+            # events and lifecycle fan out to whoever listens, possibly nobody: a return frame
+            # for each would cost both sides; our own queues are declared, so mandatory helps
+            mandatory=message.exchange not in _BROADCAST,
         )
