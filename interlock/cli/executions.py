@@ -16,7 +16,7 @@ from interlock.cli.common import database, emit_json, fail, run, settings, table
 from interlock.clock import SystemClock
 from interlock.store.approvals import ApprovalRecord, Approvals
 from interlock.store.engine import transaction
-from interlock.store.executions import ExecutionRecord, Executions, TransitionRecord
+from interlock.store.executions import ExecutionRecord, Executions, StepWrite, TransitionRecord
 from interlock.store.ownership import lock_class
 from interlock.store.tables import ApprovalStatus
 from interlock.store.timers import TimerRecord, Timers
@@ -297,6 +297,25 @@ def retry(
             now = SystemClock().now()
             cause = f"retry from step {start} (interlock executions retry)"
             await executions.reset_steps(execution_id, order.index(start), now, cause)
+            # steps before the named one that did not finish are passed over, on the record
+            for step_id in order[: order.index(start)]:
+                step = record.steps.get(step_id)
+                if step is None or step.status in (StepStatus.COMPLETED, StepStatus.SKIPPED):
+                    continue
+                await executions.write_step(
+                    execution_id,
+                    StepWrite(
+                        step_id=step_id,
+                        position=step.position,
+                        status=StepStatus.SKIPPED,
+                        expect=frozenset({step.status}),
+                        cause=f"passed over: {cause}",
+                        error=step.error,
+                        finished_at=now,
+                        from_status=step.status,
+                    ),
+                    now,
+                )
             await Timers(session).remove_for(execution_id)
             await executions.set_status(
                 execution_id,
