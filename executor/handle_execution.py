@@ -398,16 +398,7 @@ class ExecutionHandler:
         try:
             prompt = step.prompt.render(state.scope()) if step.prompt is not None else None
         except ExpressionError as exc:
-            self._write_step(
-                state,
-                step,
-                _S.FAILED,
-                now,
-                cause=str(exc),
-                expect=(_S.PENDING, _S.RUNNING),
-                error=str(exc),
-                finished_at=now,
-            )
+            self._fail_unstarted(state, step, now, str(exc))
             return False
         approval = spec.approval
         approval_id = new_approval_id()
@@ -452,16 +443,7 @@ class ExecutionHandler:
         try:
             due = _wait_until(step, spec, state.scope(), now)
         except (ExpressionError, ValueError) as exc:
-            self._write_step(
-                state,
-                step,
-                _S.FAILED,
-                now,
-                cause=str(exc),
-                expect=(_S.PENDING, _S.RUNNING),
-                error=str(exc),
-                finished_at=now,
-            )
+            self._fail_unstarted(state, step, now, str(exc))
             return False
         state.boundary.timers.append(
             {"step_id": step.id, "kind": TimerKind.WAIT.value, "due_at": due.isoformat()}
@@ -475,6 +457,19 @@ class ExecutionHandler:
             {"until": due.isoformat()},
         )
         return True
+
+    def _fail_unstarted(self, state: _Run, step: CompiledStep, now: datetime, error: str) -> None:
+        """A step that could not even begin (its expression failed) fails without an attempt."""
+        self._write_step(
+            state,
+            step,
+            _S.FAILED,
+            now,
+            cause=error,
+            expect=(_S.PENDING, _S.RUNNING),
+            error=error,
+            finished_at=now,
+        )
 
     def _wait_at(
         self,

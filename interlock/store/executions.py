@@ -138,6 +138,20 @@ class StepWrite:
 _EXECUTION_COLUMNS = [c for c in _ex.c if c.name != "id"]
 
 
+def _step_record(row: Any) -> StepRecord:
+    return StepRecord(
+        step_id=row.step_id,
+        position=row.position,
+        status=StepStatus(row.status),
+        attempt=row.attempt,
+        output=row.output,
+        error=row.error,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        updated_at=row.updated_at,
+    )
+
+
 def _execution_query() -> Select[Any]:
     return select(_ex.c.id, *_EXECUTION_COLUMNS)
 
@@ -192,20 +206,7 @@ class Executions:
         steps = await self._session.execute(
             select(_step).where(_step.c.execution_id == execution_id).order_by(_step.c.position)
         )
-        records = {
-            s.step_id: StepRecord(
-                step_id=s.step_id,
-                position=s.position,
-                status=StepStatus(s.status),
-                attempt=s.attempt,
-                output=s.output,
-                error=s.error,
-                started_at=s.started_at,
-                finished_at=s.finished_at,
-                updated_at=s.updated_at,
-            )
-            for s in steps
-        }
+        records = {s.step_id: _step_record(s) for s in steps}
         return ExecutionRecord(**row._mapping, steps=records)
 
     async def claim(
@@ -309,17 +310,7 @@ class Executions:
         for s in await self._session.execute(
             select(_step).where(_step.c.execution_id.in_(ids)).order_by(_step.c.position)
         ):
-            steps[s.execution_id][s.step_id] = StepRecord(
-                step_id=s.step_id,
-                position=s.position,
-                status=StepStatus(s.status),
-                attempt=s.attempt,
-                output=s.output,
-                error=s.error,
-                started_at=s.started_at,
-                finished_at=s.finished_at,
-                updated_at=s.updated_at,
-            )
+            steps[s.execution_id][s.step_id] = _step_record(s)
         return {r.id: ExecutionRecord(**r._mapping, steps=steps[r.id]) for r in rows}
 
     async def lock_status(self, execution_id: UUID) -> ExecutionStatus | None:
