@@ -174,7 +174,7 @@ class ExecutionHandler:
         ):
             outcome = await self._attempt(state, move)
             self._finish_attempt(state, move, outcome, self._d.clock.now())
-            move = None if state.paused else self._advance(state, state.boundary.now)
+            move = None if state.paused else self._advance(state, self._d.clock.now())
         return move
 
     async def _commit(self, state: _Run) -> BoundaryOutcome:
