@@ -4,31 +4,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+from uuid import UUID
 
+import asyncpg
+import orjson
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from interlock import outbox
-from interlock.bus.codec import decode_cloudevent, encode_cloudevent
-from interlock.bus.publisher import OutgoingMessage
+from interlock.bus.codec import decode_cloudevent, encode_run
 from interlock.bus.topology import DECISION_TYPE, ExchangeName
 from interlock.clock import Clock
 from interlock.definitions import VersionCache
-from interlock.errors import DeadLetterReason, InvalidInput
+from interlock.errors import DeadLetterReason, InvalidInput, NotReady
+from interlock.lifecycle import lifecycle_message
 from interlock.outbox import OutboxRelay
-from interlock.store.approvals import Approvals
-from interlock.store.decisions import Decisions
-from interlock.store.engine import transaction
-from interlock.store.executions import Executions
-from interlock.store.tables import ApprovalStatus, DecisionOutcome
-from interlock.store.timers import Timers
+from interlock.store.boundary import STALE_SQLSTATE, Boundary, ExecutionChange
+from interlock.store.engine import raw_connection
+from interlock.store.executions import StepWrite
 from interlock.telemetry.metrics import Metrics
-from resumer.resume import settle_and_resume
-from schemas.cloudevent import CloudEvent
+from schemas.cloudevent import CONTENT_TYPE, CloudEvent
 from schemas.decisions import DecisionData, RejectionReason, Verdict
 from schemas.lifecycle import LifecycleType
+from schemas.messages import RunReason
 from schemas.status import ExecutionStatus, StepStatus
 from schemas.steps import ApprovalStep, OnReject
 
@@ -37,6 +37,7 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class ResumerDeps:
+    engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     definitions: VersionCache
     metrics: Metrics
@@ -82,116 +83,151 @@ class DecisionHandler:
             log.info("decision.rejected", reason=rejected.value, by=decision.decided_by)
 
     async def decide(self, event: CloudEvent, decision: DecisionData) -> RejectionReason | None:
-        """Accept or refuse; either way the decision and its consequences commit together."""
+        """Accept or refuse; either way the decision and its consequences commit together.
+
+        What the outcome would write is prepared from one read, then `interlock_decide` takes
+        the locks, validates under them and applies, all in one statement.
+        """
         d = self._d
         now = d.clock.now()
-        async with transaction(d.sessions) as session:
-            decisions = Decisions(session)
-            first_time = await decisions.receive(
-                source=event.source,
-                decision_id=event.id,
-                approval_id=decision.approval_id,
-                decision=decision.decision.value,
-                decided_by=decision.decided_by,
-                now=now,
-            )
-            if not first_time:
-                reason: RejectionReason | None = RejectionReason.DUPLICATE
-            else:
-                reason = await self._apply(session, event, decision)
-                await decisions.settle(
-                    event.source,
-                    event.id,
-                    DecisionOutcome.REJECTED if reason else DecisionOutcome.ACCEPTED,
-                    reason.value if reason else None,
+        async with raw_connection(d.engine) as conn:
+            row = await conn.fetchrow(_READ, decision.approval_id)
+            payload: dict[str, Any] = {
+                "now": now.isoformat(),
+                "source": event.source,
+                "decision_id": event.id,
+                "approval_id": decision.approval_id,
+                "decision": decision.decision.value,
+                "decided_by": decision.decided_by,
+                "comment": decision.comment,
+                "data": decision.data,
+                "rejection": _rejection(event, decision, now),
+            }
+            if row is not None:
+                payload["step_id"] = row["step_id"]
+                payload["boundary"] = orjson.loads(
+                    (await self._resume(row, decision, now)).payload()
                 )
-            if reason is not None:
-                await outbox.add(session, [_rejection(event, decision, reason, now)], now)
-        return reason
+            try:
+                result = await conn.fetchval(
+                    "SELECT interlock_decide($1::jsonb)", orjson.dumps(payload).decode()
+                )
+            except asyncpg.PostgresError as exc:
+                if getattr(exc, "sqlstate", None) == STALE_SQLSTATE:
+                    raise NotReady(f"approval changed while deciding: {exc}") from None
+                raise
+        return None if result == "accepted" else RejectionReason(result)
 
-    async def _apply(
-        self, session: AsyncSession, event: CloudEvent, decision: DecisionData
-    ) -> RejectionReason | None:
-        now = self._d.clock.now()
-        approvals = Approvals(session)
-        # lock order timer -> approval -> execution, as the timer loop takes them: a decision
-        # racing the timeout waits for it (or wins) instead of deadlocking
-        await Timers(session).lock_for_approval(decision.approval_id)
-        approval = await approvals.get(decision.approval_id, lock=True)
-        if approval is None:
-            return RejectionReason.UNKNOWN_APPROVAL
-        execution = await Executions(session).load(approval.execution_id, lock=True)
-        assert execution is not None
-        if execution.status is ExecutionStatus.CANCELLED:
-            return RejectionReason.EXECUTION_CANCELLED
-        if approval.status is ApprovalStatus.EXPIRED:
-            return RejectionReason.EXPIRED
-        if approval.status is ApprovalStatus.CANCELLED:
-            return RejectionReason.EXECUTION_CANCELLED
-        if approval.status is not ApprovalStatus.PENDING:
-            return RejectionReason.ALREADY_DECIDED
-        if approval.expires_at <= now:
-            return RejectionReason.EXPIRED
-        if approval.approvers and decision.decided_by not in approval.approvers:
-            return RejectionReason.NOT_AN_APPROVER
+    async def _resume(self, row: Any, decision: DecisionData, now: datetime) -> Boundary:
+        """The writes of an accepted decision: the step's outcome and the execution resumed."""
+        cached = self._d.definitions.cached(row["version_id"])
+        if cached is None:
+            async with self._d.sessions() as session:
+                cached = await self._d.definitions.get(session, row["version_id"])
+        spec = cached.steps_by_id[row["step_id"]].spec
         approved = decision.decision is Verdict.APPROVED
-        await approvals.decide(
-            approval.id,
-            status=ApprovalStatus.APPROVED if approved else ApprovalStatus.REJECTED,
-            now=now,
-            decided_by=decision.decided_by,
-            comment=decision.comment,
-            data=decision.data,
-            decision_id=event.id,
-        )
-        await Timers(session).remove_for_approval(approval.id)
-        workflow = await self._d.definitions.get(session, execution.version_id)
-        spec = workflow.steps_by_id[approval.step_id].spec
         fail = (
             not approved
             and isinstance(spec, ApprovalStep)
             and spec.approval.on_reject is OnReject.FAIL
         )
+        status = StepStatus.FAILED if fail else StepStatus.COMPLETED
         output = {
             "decision": decision.decision.value,
             "decided_by": decision.decided_by,
             "comment": decision.comment,
             "data": decision.data,
             "decided_at": now.isoformat(),
-            "approval_id": approval.id,
+            "approval_id": decision.approval_id,
         }
+        error = f"rejected by {decision.decided_by}" if fail else None
         verb = "approved" if approved else "rejected"
-        await settle_and_resume(
-            session,
-            execution,
-            step_id=approval.step_id,
-            status=StepStatus.FAILED if fail else StepStatus.COMPLETED,
-            now=now,
-            cause=f"approval {approval.id} {verb} by {decision.decided_by}",
-            output=output,
-            error=f"rejected by {decision.decided_by}" if fail else None,
+        cause = f"approval {decision.approval_id} {verb} by {decision.decided_by}"
+        facts = _Facts(
+            id=row["execution_id"],
+            workflow=row["workflow"],
+            version=row["version"],
+            event_source=row["event_source"],
+            event_id=row["event_id"],
         )
-        return None
+        boundary = Boundary(execution_id=facts.id, now=now)
+        boundary.ops.append(
+            StepWrite(
+                step_id=row["step_id"],
+                position=row["position"],
+                status=status,
+                expect=frozenset({StepStatus.WAITING}),
+                cause=cause,
+                output=output,
+                error=error,
+                finished_at=now,
+                from_status=StepStatus.WAITING,
+            )
+        )
+        boundary.ops.append(
+            ExecutionChange(
+                expect=frozenset({ExecutionStatus.PAUSED}),
+                status=ExecutionStatus.PENDING,
+                cause=cause,
+            )
+        )
+        boundary.outbox.append(
+            lifecycle_message(
+                LifecycleType.STEP_FAILED if fail else LifecycleType.STEP_COMPLETED,
+                facts,
+                status=status,
+                at=now,
+                step_id=row["step_id"],
+                error=error,
+                details={"output": output},
+            )
+        )
+        boundary.outbox.append(encode_run(str(facts.id), RunReason.RESUME, now))
+        return boundary
 
 
-def _rejection(
-    event: CloudEvent, decision: DecisionData, reason: RejectionReason, now: datetime
-) -> OutgoingMessage:
-    announcement = CloudEvent(
-        specversion="1.0",
-        id=f"{event.source}:{event.id}:rejected",
-        source="interlock/resumer",
-        type=LifecycleType.DECISION_REJECTED.value,
-        time=now,
-        subject=decision.approval_id,
-        datacontenttype="application/json",
-        data={
+@dataclass(frozen=True)
+class _Facts:
+    id: UUID
+    workflow: str
+    version: int
+    event_source: str
+    event_id: str
+
+
+_READ = """
+SELECT a.step_id, a.execution_id, e.version_id, e.workflow, e.version, e.event_source,
+       e.event_id, coalesce(s.position, 0) AS position
+FROM approval a
+JOIN execution e ON e.id = a.execution_id
+LEFT JOIN step_run s ON s.execution_id = a.execution_id AND s.step_id = a.step_id
+WHERE a.id = $1
+"""
+
+
+def _rejection(event: CloudEvent, decision: DecisionData, now: datetime) -> dict[str, Any]:
+    """The refusal announcement as an outbox row; the database fills in `data.reason`."""
+    body = {
+        "specversion": "1.0",
+        "id": f"{event.source}:{event.id}:rejected",
+        "source": "interlock/resumer",
+        "type": LifecycleType.DECISION_REJECTED.value,
+        "time": now.isoformat(),
+        "subject": decision.approval_id,
+        "datacontenttype": "application/json",
+        "data": {
             "approval_id": decision.approval_id,
             "decision_id": event.id,
             "decision_source": event.source,
             "decision": decision.decision.value,
             "decided_by": decision.decided_by,
-            "reason": reason.value,
+            "reason": None,
         },
-    )
-    return encode_cloudevent(announcement, ExchangeName.LIFECYCLE)
+    }
+    return {
+        "exchange": ExchangeName.LIFECYCLE.value,
+        "routing_key": LifecycleType.DECISION_REJECTED.value,
+        "message_id": body["id"],
+        "content_type": CONTENT_TYPE,
+        "body": body,
+    }

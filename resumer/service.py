@@ -36,6 +36,7 @@ class ResumerService:
         settings = runtime.settings
         definitions = VersionCache()
         deps = ResumerDeps(
+            engine=runtime.engine,
             sessions=runtime.sessions,
             definitions=definitions,
             metrics=runtime.metrics,

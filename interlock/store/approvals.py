@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from interlock.store.tables import Approval, ApprovalStatus, Execution, table_of
@@ -43,30 +43,6 @@ class ApprovalRecord:
 class Approvals:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
-
-    async def create(
-        self,
-        *,
-        approval_id: str,
-        execution_id: UUID,
-        step_id: str,
-        approvers: list[str] | None,
-        prompt: str | None,
-        expires_at: datetime,
-        now: datetime,
-    ) -> None:
-        await self._session.execute(
-            insert(_ap).values(
-                id=approval_id,
-                execution_id=execution_id,
-                step_id=step_id,
-                status=ApprovalStatus.PENDING,
-                approvers=approvers,
-                prompt=prompt,
-                expires_at=expires_at,
-                created_at=now,
-            )
-        )
 
     async def get(self, approval_id: str, *, lock: bool = False) -> ApprovalRecord | None:
         query = select(_ap).where(_ap.c.id == approval_id)

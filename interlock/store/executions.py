@@ -70,16 +70,6 @@ class Claim:
     status: ExecutionStatus | None = None
 
 
-_CLAIM_SQL = text(
-    f"""
-UPDATE execution SET owner = :worker, updated_at = :now
-WHERE id = :id AND status IN ('pending', 'running')
-  AND (owner IS NULL OR owner = :worker OR NOT {OWNER_ALIVE_SQL.format(owner="execution.owner")})
-RETURNING status
-"""
-)
-
-
 _STUCK_SQL = text(
     f"""
 SELECT id FROM execution
@@ -209,35 +199,6 @@ class Executions:
         records = {s.step_id: _step_record(s) for s in steps}
         return ExecutionRecord(**row._mapping, steps=records)
 
-    async def claim(
-        self, execution_id: UUID, *, worker: int, lock_class: int, now: datetime
-    ) -> Claim:
-        """Become the owner unless a live executor already is; see store.ownership."""
-        row = (
-            await self._session.execute(
-                _CLAIM_SQL,
-                {"id": execution_id, "worker": worker, "lock_class": lock_class, "now": now},
-            )
-        ).first()
-        if row is not None:
-            return Claim(ClaimOutcome.CLAIMED, ExecutionStatus(row[0]))
-        status = await self._session.scalar(select(_ex.c.status).where(_ex.c.id == execution_id))
-        if status is None:
-            return Claim(ClaimOutcome.MISSING)
-        status = ExecutionStatus(status)
-        if status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING):
-            return Claim(ClaimOutcome.BUSY, status)
-        return Claim(ClaimOutcome.STALE, status)
-
-    async def owner(self, execution_id: UUID) -> tuple[ExecutionStatus, int | None] | None:
-        """Lock the row for this transaction; its status and owner now."""
-        row = (
-            await self._session.execute(
-                select(_ex.c.status, _ex.c.owner).where(_ex.c.id == execution_id).with_for_update()
-            )
-        ).first()
-        return (ExecutionStatus(row[0]), row[1]) if row else None
-
     async def stuck(
         self, *, older_than: datetime, lock_class: int, limit: int = 500
     ) -> list[ExecutionRecord]:
@@ -291,11 +252,6 @@ class Executions:
             await self.transition(execution_id, step_id, None, StepStatus.PENDING.value, cause, now)
         return reset
 
-    async def release(self, execution_id: UUID, now: datetime) -> None:
-        await self._session.execute(
-            update(_ex).where(_ex.c.id == execution_id).values(owner=None, updated_at=now)
-        )
-
     async def load_many(
         self, ids: list[UUID], *, lock: bool = False
     ) -> dict[UUID, ExecutionRecord]:
@@ -312,13 +268,6 @@ class Executions:
         ):
             steps[s.execution_id][s.step_id] = _step_record(s)
         return {r.id: ExecutionRecord(**r._mapping, steps=steps[r.id]) for r in rows}
-
-    async def lock_status(self, execution_id: UUID) -> ExecutionStatus | None:
-        """Lock the execution row for this transaction; the status it holds now."""
-        status = await self._session.scalar(
-            select(_ex.c.status).where(_ex.c.id == execution_id).with_for_update()
-        )
-        return ExecutionStatus(status) if status is not None else None
 
     async def set_status(
         self,
