@@ -21,12 +21,13 @@ from interlock.clock import Clock
 from interlock.definitions import VersionCache
 from interlock.outbox import OutboxRelay
 from interlock.store.approvals import Approvals
+from interlock.store.boundary import Boundary
 from interlock.store.engine import transaction
 from interlock.store.executions import ExecutionRecord, Executions
 from interlock.store.tables import ApprovalStatus, TimerKind
 from interlock.store.timers import NOTIFY_CHANNEL, TimerRecord, Timers
 from interlock.telemetry.metrics import Metrics
-from resumer.resume import settle_and_resume
+from resumer.resume import apply_all, resume_boundary, settle_and_resume
 from schemas.status import ExecutionStatus, StepStatus
 from schemas.steps import ApprovalStep, OnTimeout
 
@@ -68,11 +69,14 @@ class TimerLoop:
             executions = await Executions(session).load_many(
                 sorted({t.execution_id for t in others}), lock=True
             )
+            boundaries = []
             for timer in others:
                 # one pause has one timer; a second one for the same execution is void
                 execution = executions.pop(timer.execution_id, None)
-                if execution is not None:
-                    await self._fire(session, timer, execution, now)
+                boundary = self._fire(timer, execution, now) if execution else None
+                if boundary is not None:
+                    boundaries.append(boundary)
+            await apply_all(session, boundaries)
             await timers.remove([t.id for t in due])
         if due:
             d.relay.notify()
@@ -81,14 +85,12 @@ class TimerLoop:
                 d.metrics.timers_fired.labels(kind=timer.kind.value).inc()
         return len(due)
 
-    async def _fire(
-        self, session: AsyncSession, timer: TimerRecord, execution: ExecutionRecord, now: datetime
-    ) -> None:
-        if execution.status is not ExecutionStatus.PAUSED:
-            return  # cancelled or already resumed: the timer is void
+    def _fire(
+        self, timer: TimerRecord, execution: ExecutionRecord, now: datetime
+    ) -> Boundary | None:
+        """What a due wait or retry timer writes (nothing if the pause is already over)."""
         if timer.kind is TimerKind.WAIT:
-            await settle_and_resume(
-                session,
+            return resume_boundary(
                 execution,
                 step_id=timer.step_id,
                 status=StepStatus.COMPLETED,
@@ -96,15 +98,13 @@ class TimerLoop:
                 cause=f"wait until {timer.due_at.isoformat()} is over",
                 output={"until": timer.due_at.isoformat(), "fired_at": now.isoformat()},
             )
-        elif timer.kind is TimerKind.RETRY:
-            await settle_and_resume(
-                session,
-                execution,
-                step_id=None,
-                status=None,
-                now=now,
-                cause=f"retry of step {timer.step_id} is due",
-            )
+        return resume_boundary(
+            execution,
+            step_id=None,
+            status=None,
+            now=now,
+            cause=f"retry of step {timer.step_id} is due",
+        )
 
     async def _expire(self, session: AsyncSession, timer: TimerRecord, now: datetime) -> None:
         assert timer.approval_id is not None

@@ -20,7 +20,16 @@ _STEP_EVENTS = {
     StepStatus.COMPLETED: LifecycleType.STEP_COMPLETED,
     StepStatus.FAILED: LifecycleType.STEP_FAILED,
 }
-_APPLY = text("SELECT interlock_apply_boundary(CAST(:payload AS jsonb))")
+_APPLY_MANY = text(
+    "SELECT count(interlock_apply_boundary(b)) FROM jsonb_array_elements(CAST(:batch AS jsonb)) b"
+)
+
+
+async def apply_all(session: AsyncSession, boundaries: list[Boundary]) -> None:
+    """Apply boundaries in the caller's transaction, all in one statement."""
+    if boundaries:
+        batch = "[" + ",".join(b.payload() for b in boundaries) + "]"
+        await session.execute(_APPLY_MANY, {"batch": batch})
 
 
 async def settle_and_resume(
@@ -36,16 +45,36 @@ async def settle_and_resume(
 ) -> bool:
     """Record the paused step's outcome, make the execution pending and queue its run message.
 
-    The caller holds the execution's row lock (so the checks below cannot go stale); all the
-    writes go in one statement of the caller's transaction. False if there was nothing to do.
+    The caller holds the execution's row lock (so the checks cannot go stale). False if there
+    was nothing to do.
     """
-    if execution.status is not ExecutionStatus.PAUSED:
+    boundary = resume_boundary(
+        execution, step_id=step_id, status=status, now=now, cause=cause, output=output, error=error
+    )
+    if boundary is None:
         return False
+    await apply_all(session, [boundary])
+    return True
+
+
+def resume_boundary(
+    execution: ExecutionRecord,
+    *,
+    step_id: str | None,
+    status: StepStatus | None,
+    now: datetime,
+    cause: str,
+    output: Any = None,
+    error: str | None = None,
+) -> Boundary | None:
+    """The writes that settle a paused step and resume the execution; None if not paused."""
+    if execution.status is not ExecutionStatus.PAUSED:
+        return None
     boundary = Boundary(execution_id=execution.id, now=now)
     if step_id is not None and status is not None:
         previous = execution.steps.get(step_id)
         if previous is None or previous.status is not StepStatus.WAITING:
-            return False
+            return None
         boundary.ops.append(
             StepWrite(
                 step_id=step_id,
@@ -76,5 +105,4 @@ async def settle_and_resume(
         )
     )
     boundary.outbox.append(encode_run(str(execution.id), RunReason.RESUME, now))
-    await session.execute(_APPLY, {"payload": boundary.payload()})
-    return True
+    return boundary
