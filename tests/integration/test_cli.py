@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from interlock.settings import Settings
 from interlock.store.executions import ExecutionRecord
 from schemas.status import ExecutionStatus
-from tests.support.cli import Cli
 from tests.support.harness import Harness, running
+from tests.support.processes import Cli
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +83,7 @@ STEP_KEYS = {
 
 @pytest.fixture
 def cli(database_url: str, amqp_url: str, namespace: str) -> Cli:
-    return Cli(database_url, amqp_url, namespace)
+    return Cli.for_test(database_url, amqp_url, namespace)
 
 
 @pytest.fixture

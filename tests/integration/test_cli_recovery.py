@@ -17,9 +17,9 @@ from interlock.store.engine import transaction
 from interlock.store.executions import Executions, NewExecution
 from interlock.store.workflows import Workflows
 from schemas.status import ExecutionStatus, StepStatus
-from tests.support.cli import Cli
 from tests.support.eventually import eventually
 from tests.support.harness import running
+from tests.support.processes import Cli
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ steps:
 
 @pytest.fixture
 def cli(database_url: str, amqp_url: str, namespace: str) -> Cli:
-    return Cli(database_url, amqp_url, namespace)
+    return Cli.for_test(database_url, amqp_url, namespace)
 
 
 async def test_retry_reruns_a_failed_execution_from_its_failed_step_without_repeating_earlier_ones(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ class CliResult:
         assert self.code == 0, self.explain()
         return orjson.loads(self.stdout)
 
+    def __str__(self) -> str:
+        return self.explain()
+
 
 class Cli:
     """Runs `interlock ...` to completion, as a user at a shell would."""
@@ -41,12 +45,32 @@ class Cli:
         self.env = env
         self.executable = interlock_executable()
 
+    @classmethod
+    def for_test(cls, database_url: str, amqp_url: str, namespace: str) -> Cli:
+        """Only this test's INTERLOCK_* settings, whatever the environment running the tests."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLOCK_")}
+        return cls(
+            env
+            | {
+                "INTERLOCK_DATABASE_URL": database_url,
+                "INTERLOCK_AMQP_URL": amqp_url,
+                "INTERLOCK_NAMESPACE": namespace,
+            }
+        )
+
+    def with_database(self, database_url: str) -> Cli:
+        return Cli(self.env | {"INTERLOCK_DATABASE_URL": database_url})
+
+    async def __call__(self, *args: str, within: float = 30.0) -> CliResult:
+        return await self.run(*args, within=within)
+
     async def run(self, *args: str, within: float = 30.0) -> CliResult:
         """Run to completion; a command still running after `within` s is killed."""
         proc = await asyncio.create_subprocess_exec(
             self.executable,
             *args,
             env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
