@@ -5,8 +5,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from schemas.expressions import Expression, Template
+from schemas.expressions import Expression
 from schemas.steps import ActionStep, RetryPolicy, Step
+from schemas.templates import Template
 from schemas.workflow import Workflow
 
 __all__ = ["CompiledStep", "CompiledTrigger", "CompiledWorkflow", "compile_workflow"]

@@ -6,8 +6,9 @@ from typing import Annotated, Final, NamedTuple, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
-from schemas.expressions import Expression, ExpressionSyntaxError, Template
+from schemas.expressions import Expression, ExpressionSyntaxError
 from schemas.steps import DslModel, RetryPolicy, Step
+from schemas.templates import Template
 
 __all__ = ["Problem", "RetryPolicy", "Trigger", "Workflow", "WorkflowProblems", "describe_location"]
 

@@ -8,8 +8,8 @@ from schemas.expressions import (
     ExpressionError,
     ExpressionSyntaxError,
     Scope,
-    Template,
 )
+from schemas.templates import Template
 
 SCOPE: dict[str, Any] = {
     "event": {"data": {"amount": 2500, "customer": "c-1", "note": None, "tags": ["a", "b"]}},
