@@ -14,22 +14,20 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from interlock.bus.codec import decode_cloudevent, encode_run
+from interlock.bus.codec import decode_cloudevent
 from interlock.bus.topology import DECISION_TYPE, ExchangeName
 from interlock.clock import Clock
 from interlock.definitions import VersionCache
 from interlock.errors import DeadLetterReason, InvalidInput, NotReady
-from interlock.lifecycle import lifecycle_message
 from interlock.outbox import OutboxRelay
-from interlock.store.boundary import STALE_SQLSTATE, Boundary, ExecutionChange
+from interlock.store.boundary import STALE_SQLSTATE, Boundary
 from interlock.store.engine import raw_connection
-from interlock.store.executions import StepWrite
 from interlock.telemetry.metrics import Metrics
+from resumer.resume import settle_boundary
 from schemas.cloudevent import CONTENT_TYPE, CloudEvent
 from schemas.decisions import DecisionData, RejectionReason, Verdict
 from schemas.lifecycle import LifecycleType
-from schemas.messages import RunReason
-from schemas.status import ExecutionStatus, StepStatus
+from schemas.status import StepStatus
 from schemas.steps import ApprovalStep, OnReject
 
 log = structlog.get_logger(__name__)
@@ -150,40 +148,14 @@ class DecisionHandler:
             event_source=row["event_source"],
             event_id=row["event_id"],
         )
-        boundary = Boundary(execution_id=facts.id, now=now)
-        boundary.ops.append(
-            StepWrite(
-                step_id=row["step_id"],
-                position=row["position"],
-                status=status,
-                expect=frozenset({StepStatus.WAITING}),
-                cause=cause,
-                output=output,
-                error=error,
-                finished_at=now,
-                from_status=StepStatus.WAITING,
-            )
+        return settle_boundary(
+            facts,
+            settled=(row["step_id"], row["position"], status),
+            now=now,
+            cause=cause,
+            output=output,
+            error=error,
         )
-        boundary.ops.append(
-            ExecutionChange(
-                expect=frozenset({ExecutionStatus.PAUSED}),
-                status=ExecutionStatus.PENDING,
-                cause=cause,
-            )
-        )
-        boundary.outbox.append(
-            lifecycle_message(
-                LifecycleType.STEP_FAILED if fail else LifecycleType.STEP_COMPLETED,
-                facts,
-                status=status,
-                at=now,
-                step_id=row["step_id"],
-                error=error,
-                details={"output": output},
-            )
-        )
-        boundary.outbox.append(encode_run(str(facts.id), RunReason.RESUME, now))
-        return boundary
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from interlock.bus.codec import encode_run
-from interlock.lifecycle import lifecycle_message
+from interlock.lifecycle import ExecutionFacts, lifecycle_message
 from interlock.store.boundary import Boundary, ExecutionChange
 from interlock.store.executions import ExecutionRecord, StepWrite
 from schemas.lifecycle import LifecycleType
@@ -70,22 +70,41 @@ def resume_boundary(
     """The writes that settle a paused step and resume the execution; None if not paused."""
     if execution.status is not ExecutionStatus.PAUSED:
         return None
-    boundary = Boundary(execution_id=execution.id, now=now)
+    settled: tuple[str, int, StepStatus] | None = None
     if step_id is not None and status is not None:
         previous = execution.steps.get(step_id)
         if previous is None or previous.status is not StepStatus.WAITING:
             return None
+        settled = (step_id, previous.position, status)
+    return settle_boundary(
+        execution, settled=settled, now=now, cause=cause, output=output, error=error
+    )
+
+
+def settle_boundary(
+    execution: ExecutionFacts,
+    *,
+    settled: tuple[str, int, StepStatus] | None,
+    now: datetime,
+    cause: str,
+    output: Any = None,
+    error: str | None = None,
+) -> Boundary:
+    """Waiting step (id, position, new status), if any, settled; execution paused -> pending."""
+    boundary = Boundary(execution_id=execution.id, now=now)
+    if settled is not None:
+        step_id, position, status = settled
         boundary.ops.append(
             StepWrite(
                 step_id=step_id,
-                position=previous.position,
+                position=position,
                 status=status,
                 expect=frozenset({StepStatus.WAITING}),
                 cause=cause,
                 output=output,
                 error=error,
                 finished_at=now,
-                from_status=previous.status,
+                from_status=StepStatus.WAITING,
             )
         )
         boundary.outbox.append(

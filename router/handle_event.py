@@ -47,7 +47,9 @@ class EventHandler:
             d.metrics.events_invalid.labels(reason=exc.reason.value).inc()
             raise
         with structlog.contextvars.bound_contextvars(event_id=event.id, event_type=event.type):
-            result = d.definitions.matcher.match(event.type, event.to_scope())
+            # the `event` every expression sees, at routing time and in every later step
+            scope = event.to_scope()
+            result = d.definitions.matcher.match(event.type, scope)
             for trigger, error in result.errors:
                 d.metrics.trigger_errors.labels(workflow=trigger.workflow).inc()
                 log.warning("trigger.error", workflow=trigger.workflow, error=error)
@@ -62,7 +64,6 @@ class EventHandler:
                 log.debug("event.unmatched")
                 return
             now = d.clock.now()
-            scope = event.model_dump(mode="json", exclude_none=True)
             rows = [
                 NewExecution(
                     id=uuid4(),

@@ -10,9 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 CONTENT_TYPE = "application/cloudevents+json"
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
-_CONTEXT_ATTRIBUTES = frozenset(
-    {"specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time"}
-)
 
 
 class CloudEvent(BaseModel):
@@ -75,7 +72,3 @@ class CloudEvent(BaseModel):
         scope = self.model_dump(mode="json", exclude_none=True)
         scope.setdefault("data", None)
         return scope
-
-
-def is_context_attribute(name: str) -> bool:
-    return name in _CONTEXT_ATTRIBUTES
