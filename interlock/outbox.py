@@ -7,18 +7,43 @@ import contextlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+import asyncpg
+import orjson
 import structlog
-from sqlalchemy import delete, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from interlock.bus.publisher import OutgoingMessage, Publisher
 from interlock.bus.topology import ExchangeName
-from interlock.store.engine import transaction
+from interlock.store.engine import raw_connection
 from interlock.store.tables import OutboxMessage, table_of
 from interlock.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 _table = table_of(OutboxMessage)
+
+# one statement claims and deletes a batch; RETURNING order is unspecified, so we sort
+_CLAIM = """
+DELETE FROM outbox_message WHERE id IN (
+    SELECT id FROM outbox_message ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+RETURNING id, exchange, routing_key, message_id, content_type, headers, body, created_at
+"""
+
+
+def _message(row: asyncpg.Record) -> OutgoingMessage:
+    headers = row["headers"]
+    if isinstance(headers, str):
+        headers = orjson.loads(headers)
+    return OutgoingMessage(
+        exchange=ExchangeName(row["exchange"]),
+        routing_key=row["routing_key"],
+        body=row["body"],
+        message_id=row["message_id"],
+        content_type=row["content_type"],
+        headers=headers or {},
+        timestamp=row["created_at"],
+    )
 
 
 async def add(session: AsyncSession, messages: Sequence[OutgoingMessage], now: datetime) -> None:
@@ -53,13 +78,13 @@ class OutboxRelay:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
         publisher: Publisher,
         metrics: Metrics,
         batch: int = 500,
         poll: timedelta = timedelta(seconds=1),
     ) -> None:
-        self._sessions = sessions
+        self._engine = engine
         self._publisher = publisher
         self._metrics = metrics
         self._batch = batch
@@ -71,53 +96,24 @@ class OutboxRelay:
         self._wake.set()
 
     async def tick(self) -> int:
-        """Publish one batch; returns how many rows went out."""
-        async with transaction(self._sessions) as session:
-            rows = (
-                await session.execute(
-                    select(
-                        _table.c.id,
-                        _table.c.exchange,
-                        _table.c.routing_key,
-                        _table.c.message_id,
-                        _table.c.content_type,
-                        _table.c.headers,
-                        _table.c.body,
-                        _table.c.created_at,
-                    )
-                    .order_by(_table.c.id)
-                    .limit(self._batch)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+        """Publish one batch; returns how many rows went out.
+
+        The rows are deleted in the same transaction that holds their locks; it commits only
+        after the broker confirmed every message, so a failure anywhere puts them all back.
+        """
+        async with raw_connection(self._engine) as conn, conn.transaction():
+            rows = await conn.fetch(_CLAIM, self._batch)
             if not rows:
                 return 0
-            # pipelined: every publish is in flight at once, each awaits its own confirm
-            await asyncio.gather(
-                *(
-                    self._publisher.publish(
-                        OutgoingMessage(
-                            exchange=ExchangeName(row.exchange),
-                            routing_key=row.routing_key,
-                            body=row.body,
-                            message_id=row.message_id,
-                            content_type=row.content_type,
-                            headers=row.headers or {},
-                            timestamp=row.created_at,
-                        )
-                    )
-                    for row in rows
-                )
-            )
-            await session.execute(delete(_table).where(_table.c.id.in_([r.id for r in rows])))
+            rows.sort(key=lambda r: r["id"])
+            await self._publisher.publish_many([_message(row) for row in rows])
         self._metrics.outbox_published.inc(len(rows))
         self._metrics.outbox_relay_batch.observe(len(rows))
         return len(rows)
 
     async def pending(self) -> int:
-        async with self._sessions() as session:
-            count = await session.scalar(select(func.count()).select_from(_table))
-        return int(count or 0)
+        async with raw_connection(self._engine) as conn:
+            return int(await conn.fetchval("SELECT count(*) FROM outbox_message"))
 
     async def run(self) -> None:
         """Relay until cancelled; errors (broker or database down) back off and retry."""

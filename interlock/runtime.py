@@ -100,9 +100,7 @@ class Runtime:
         await until_up(lambda: ping(self.engine), "database")
         self.publisher = Publisher(self.channel, self.topology)
         self.dead_letters = DeadLetters(self.publisher, self.name)
-        self.relay = OutboxRelay(
-            sessions=self.sessions, publisher=self.publisher, metrics=self.metrics
-        )
+        self.relay = OutboxRelay(engine=self.engine, publisher=self.publisher, metrics=self.metrics)
         self.spawn(self.relay.run(), "outbox-relay")
         if self._serve_http:
             self.health = HealthServer(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,7 +23,9 @@ def postgres_server() -> Iterator[str]:
         raise RuntimeError(
             "set INTERLOCK_DATABASE_URL or provide a Docker engine for testcontainers"
         )
-    from testcontainers.postgres import PostgresContainer
+    with warnings.catch_warnings():  # testcontainers 4.15 deprecates its own import paths
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from testcontainers.postgres import PostgresContainer
 
     with PostgresContainer("postgres:16-alpine", driver="asyncpg") as pg:
         yield pg.get_connection_url()
@@ -36,7 +39,9 @@ def rabbitmq_server() -> Iterator[str]:
         return
     if not shutil.which("docker"):
         raise RuntimeError("set INTERLOCK_AMQP_URL or provide a Docker engine for testcontainers")
-    from testcontainers.rabbitmq import RabbitMqContainer
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from testcontainers.rabbitmq import RabbitMqContainer
 
     with RabbitMqContainer("rabbitmq:3.13-alpine") as mq:
         params = mq.get_connection_params()
