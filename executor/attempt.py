@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -13,7 +14,7 @@ import orjson
 from executor.actions import ActionContext, ActionRegistry, OutgoingEvent, StepFailed
 from schemas.compiled import CompiledStep
 from schemas.durations import format_duration
-from schemas.expressions import ExpressionError
+from schemas.expressions import ExpressionError, Scope
 
 MAX_OUTPUT_BYTES = 1_048_576
 
@@ -47,7 +48,7 @@ def _json_output(output: Any) -> Any:
 async def run_attempt(
     step: CompiledStep,
     *,
-    scope: dict[str, Any],
+    scope: Mapping[str, Any] | Scope,
     actions: ActionRegistry,
     context: ActionContext,
     default_timeout: timedelta,

@@ -23,7 +23,7 @@ from executor.actions import ActionContext, ActionRegistry, OutgoingEvent
 from executor.attempt import Outcome, run_attempt
 from executor.plan import FailStep, Finish, RunStep, SkipStep, Waiting, next_move
 from executor.retry import attempts_left, retry_delay
-from executor.scope import build_scope
+from executor.scope import build_scope, steps_scope
 from interlock.bus.codec import decode_model, encode_cloudevent
 from interlock.bus.publisher import OutgoingMessage
 from interlock.bus.topology import ExchangeName
@@ -49,7 +49,7 @@ from interlock.store.tables import TimerKind
 from interlock.telemetry.metrics import Metrics
 from schemas.cloudevent import CloudEvent
 from schemas.compiled import CompiledStep, CompiledWorkflow
-from schemas.expressions import ExpressionError
+from schemas.expressions import ExpressionError, Scope
 from schemas.lifecycle import LifecycleType
 from schemas.messages import RunExecution, RunReason
 from schemas.status import ExecutionStatus, PauseReason, StepStatus
@@ -86,6 +86,10 @@ class _Run:
     steps: dict[str, StepRecord]
     boundary: Boundary = field(init=False)
     paused: bool = False
+    # the expression scope, converted to CEL once per handler call; `steps` is swapped in
+    # again only after a checkpoint changed it (converting the event per step was the cost)
+    _scope: Scope | None = field(default=None, init=False)
+    _steps_changed: bool = field(default=False, init=False)
 
     def begin(self, now: datetime, owner: int) -> None:
         """Start collecting the next boundary's writes."""
@@ -99,14 +103,25 @@ class _Run:
     def id(self) -> UUID:
         return self.record.id
 
-    def scope(self) -> dict[str, Any]:
-        return build_scope(
-            event=self.record.event,
-            steps=self.steps,
-            execution_id=self.record.id,
-            workflow=self.record.workflow,
-            version=self.record.version,
-        )
+    def set_step(self, step_id: str, record: StepRecord) -> None:
+        self.steps[step_id] = record
+        self._steps_changed = True
+
+    def scope(self) -> Scope:
+        if self._scope is None:
+            self._scope = Scope(
+                build_scope(
+                    event=self.record.event,
+                    steps=self.steps,
+                    execution_id=self.record.id,
+                    workflow=self.record.workflow,
+                    version=self.record.version,
+                )
+            )
+        elif self._steps_changed:
+            self._scope.set("steps", steps_scope(self.steps))
+        self._steps_changed = False
+        return self._scope
 
 
 class ExecutionHandler:
@@ -386,7 +401,7 @@ class ExecutionHandler:
             )
         )
         # the loop in run() ends: the pause released ownership
-        state.steps[step.id] = replace(state.steps[step.id], status=_S.WAITING)
+        state.set_step(step.id, replace(state.steps[step.id], status=_S.WAITING))
 
     def _pause_for_approval(
         self,
@@ -566,16 +581,19 @@ class ExecutionHandler:
             from_status=previous.status if previous else None,
         )
         state.boundary.ops.append(write)
-        state.steps[step.id] = StepRecord(
-            step_id=step.id,
-            position=step.index,
-            status=status,
-            attempt=attempt if attempt is not None else (previous.attempt if previous else 0),
-            output=output,
-            error=error,
-            started_at=started_at or (previous.started_at if previous else None),
-            finished_at=finished_at,
-            updated_at=now,
+        state.set_step(
+            step.id,
+            StepRecord(
+                step_id=step.id,
+                position=step.index,
+                status=status,
+                attempt=attempt if attempt is not None else (previous.attempt if previous else 0),
+                output=output,
+                error=error,
+                started_at=started_at or (previous.started_at if previous else None),
+                finished_at=finished_at,
+                updated_at=now,
+            ),
         )
         if emit and self._d.settings.lifecycle_steps:
             kind = _STEP_EVENTS.get(status)
@@ -621,9 +639,7 @@ def _emitted(events: list[OutgoingEvent], now: datetime) -> list[OutgoingMessage
     return messages
 
 
-def _wait_until(
-    step: CompiledStep, spec: WaitStep, scope: dict[str, Any], now: datetime
-) -> datetime:
+def _wait_until(step: CompiledStep, spec: WaitStep, scope: Scope, now: datetime) -> datetime:
     if step.until is None:
         assert isinstance(spec.wait, timedelta)
         return now + spec.wait

@@ -12,7 +12,7 @@ from typing import Any
 
 from executor.scope import StepView
 from schemas.compiled import CompiledStep, CompiledWorkflow
-from schemas.expressions import ExpressionError
+from schemas.expressions import ExpressionError, Scope
 from schemas.status import StepStatus
 
 
@@ -58,7 +58,7 @@ def continues_after_failure(step: CompiledStep) -> bool:
 
 
 def next_move(
-    workflow: CompiledWorkflow, steps: Mapping[str, StepView], scope: Mapping[str, Any]
+    workflow: CompiledWorkflow, steps: Mapping[str, StepView], scope: Mapping[str, Any] | Scope
 ) -> Move:
     for step in workflow.steps:
         view = steps.get(step.id)

@@ -30,10 +30,15 @@ def build_scope(
 ) -> dict[str, Any]:
     return {
         "event": event,
-        "steps": {
-            step_id: {"status": view.status.value, "output": view.output, "error": view.error}
-            for step_id, view in steps.items()
-            if view.status.is_terminal or view.status is StepStatus.WAITING
-        },
+        "steps": steps_scope(steps),
         "execution": {"id": str(execution_id), "workflow": workflow, "version": version},
+    }
+
+
+def steps_scope(steps: Mapping[str, StepView]) -> dict[str, Any]:
+    """`steps` as expressions see it: the steps that have settled (or wait for a decision)."""
+    return {
+        step_id: {"status": view.status.value, "output": view.output, "error": view.error}
+        for step_id, view in steps.items()
+        if view.status.is_terminal or view.status is StepStatus.WAITING
     }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import uuid4
 
 import orjson
@@ -10,6 +12,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from interlock.batching import Batcher
 from interlock.bus.codec import decode_cloudevent, encode_run
 from interlock.clock import Clock
 from interlock.errors import DeadLetterReason, InvalidInput
@@ -37,6 +40,8 @@ class RouterDeps:
 class EventHandler:
     def __init__(self, deps: RouterDeps) -> None:
         self._d = deps
+        # events handled at the same time commit together: one round trip, one commit
+        self._route: Batcher[dict[str, Any], bool] = Batcher(self._route_batch)
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         d = self._d
@@ -98,11 +103,7 @@ class EventHandler:
                 ],
                 "outbox": [outbox_json(encode_run(str(r.id), RunReason.START, now)) for r in rows],
             }
-            async with raw_connection(d.engine) as conn:
-                routed = await conn.fetchval(
-                    "SELECT interlock_route_event($1::jsonb)", orjson.dumps(payload).decode()
-                )
-            if not routed:
+            if not await self._route.submit(payload):
                 d.metrics.events_duplicate.inc()
                 log.info("event.duplicate", source=event.source)
                 return
@@ -111,3 +112,18 @@ class EventHandler:
             for r in rows:
                 d.metrics.executions_created.labels(workflow=r.workflow).inc()
             log.info("event.routed", executions=[str(r.id) for r in rows])
+
+    async def _route_batch(self, payloads: Sequence[dict[str, Any]]) -> list[bool]:
+        # a fixed order per batch: two routers given the same events never wait on each other
+        order = sorted(
+            range(len(payloads)), key=lambda i: (payloads[i]["source"], payloads[i]["id"])
+        )
+        async with raw_connection(self._d.engine) as conn:
+            answers = await conn.fetchval(
+                "SELECT interlock_route_events($1::jsonb)",
+                orjson.dumps([payloads[i] for i in order]).decode(),
+            )
+        routed = [False] * len(payloads)
+        for answer, i in zip(answers, order, strict=True):
+            routed[i] = bool(answer)
+        return routed

@@ -60,6 +60,10 @@ class Scope:
     def __init__(self, variables: Mapping[str, Any]) -> None:
         self.context = cel.Context(dict(variables))
 
+    def set(self, name: str, value: Any) -> None:
+        """Replace one variable; the others keep their conversion (an event can be large)."""
+        self.context.add_variable(name, value)
+
 
 class Expression:
     """A compiled bare CEL expression, e.g. `event.data.amount >= 100`."""
