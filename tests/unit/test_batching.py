@@ -48,7 +48,8 @@ async def test_a_bad_item_fails_alone_and_its_neighbours_still_commit() -> None:
     results = await asyncio.gather(
         *(batcher.submit(x) for x in ["a", "bad", "c"]), return_exceptions=True
     )
-    assert results[0] == "A" and results[2] == "C"
+    assert results[0] == "A"
+    assert results[2] == "C"
     assert isinstance(results[1], ValueError)
     # one failed flush of all three, then one flush per item to find the bad one
     assert store.flushes == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]
@@ -67,6 +68,6 @@ async def test_an_outage_fails_every_item_without_splitting() -> None:
 async def test_the_batcher_works_again_after_a_failure() -> None:
     store = Store()
     batcher = Batcher(store.flush)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="constraint"):
         await batcher.submit("bad")
     assert await batcher.submit("ok") == "OK"
