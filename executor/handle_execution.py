@@ -9,6 +9,7 @@ rerun continue where this one stopped.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from executor.attempt import Outcome, run_attempt
 from executor.plan import FailStep, Finish, RunStep, SkipStep, Waiting, next_move
 from executor.retry import attempts_left, retry_delay
 from executor.scope import build_scope, steps_scope
+from interlock.batching import Batcher
 from interlock.bus.codec import decode_model, encode_cloudevent
 from interlock.bus.publisher import OutgoingMessage
 from interlock.bus.topology import ExchangeName
@@ -39,7 +41,7 @@ from interlock.store.boundary import (
     BoundaryOutcome,
     ExecutionChange,
     StaleCheckpoint,
-    apply_boundary,
+    apply_boundaries,
     claim_and_load,
 )
 from interlock.store.engine import raw_connection
@@ -127,6 +129,8 @@ class _Run:
 class ExecutionHandler:
     def __init__(self, deps: ExecutorDeps) -> None:
         self._d = deps
+        # boundaries of executions in flight at the same time commit together
+        self._boundaries: Batcher[Boundary, BoundaryOutcome] = Batcher(self._apply_boundaries)
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         run = decode_model(message.body, RunExecution, max_bytes=self._d.max_message_bytes)
@@ -194,8 +198,7 @@ class ExecutionHandler:
 
     async def _commit(self, state: _Run) -> BoundaryOutcome:
         """Apply the boundary in one transaction; only then may the message be acked."""
-        async with raw_connection(self._d.engine) as conn:
-            result = await apply_boundary(conn, state.boundary)
+        result = await self._boundaries.submit(state.boundary)
         if result is BoundaryOutcome.OK:
             self._d.relay.notify()
             return result
@@ -206,6 +209,10 @@ class ExecutionHandler:
         else:
             log.warning("execution.ownership_lost", outcome=result.value)
         return result
+
+    async def _apply_boundaries(self, boundaries: Sequence[Boundary]) -> list[BoundaryOutcome]:
+        async with raw_connection(self._d.engine) as conn:
+            return await apply_boundaries(conn, boundaries)
 
     async def _definition(self, version_id: int) -> CompiledWorkflow:
         cached = self._d.definitions.cached(version_id)

@@ -8,6 +8,7 @@ change, the audit rows, approvals, timers and outbox rows atomically in a single
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -151,6 +152,31 @@ async def apply_boundary(conn: asyncpg.Connection, boundary: Boundary) -> Bounda
             raise StaleCheckpoint(str(exc)) from None
         raise
     return BoundaryOutcome(result)
+
+
+async def apply_boundaries(
+    conn: asyncpg.Connection, boundaries: Sequence[Boundary]
+) -> list[BoundaryOutcome]:
+    """Apply several executions' boundaries in one transaction, each answer at its position.
+
+    All or nothing: a stale guard in any of them raises StaleCheckpoint for the whole call,
+    and nothing was written (the caller applies them one by one to find that one).
+    """
+    if len(boundaries) == 1:
+        return [await apply_boundary(conn, boundaries[0])]
+    # one lock order for every batch: two of them never wait on each other in a cycle
+    order = sorted(range(len(boundaries)), key=lambda i: boundaries[i].execution_id)
+    payload = "[" + ",".join(boundaries[i].payload() for i in order) + "]"
+    try:
+        answers = await conn.fetchval("SELECT interlock_apply_boundaries($1::jsonb)", payload)
+    except asyncpg.PostgresError as exc:
+        if getattr(exc, "sqlstate", None) == STALE_SQLSTATE:
+            raise StaleCheckpoint(str(exc)) from None
+        raise
+    outcomes = [BoundaryOutcome.OK] * len(boundaries)
+    for answer, i in zip(answers, order, strict=True):
+        outcomes[i] = BoundaryOutcome(answer)
+    return outcomes
 
 
 _CLAIM = f"""
