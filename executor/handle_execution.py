@@ -42,10 +42,10 @@ from interlock.store.boundary import (
     ExecutionChange,
     StaleCheckpoint,
     apply_boundaries,
-    claim_and_load,
+    claim_and_load_many,
 )
 from interlock.store.engine import raw_connection
-from interlock.store.executions import ClaimOutcome, ExecutionRecord, StepRecord, StepWrite
+from interlock.store.executions import Claim, ClaimOutcome, ExecutionRecord, StepRecord, StepWrite
 from interlock.store.ownership import WorkerLock
 from interlock.store.tables import TimerKind
 from interlock.telemetry.metrics import Metrics
@@ -131,6 +131,7 @@ class ExecutionHandler:
         self._d = deps
         # boundaries of executions in flight at the same time commit together
         self._boundaries: Batcher[Boundary, BoundaryOutcome] = Batcher(self._apply_boundaries)
+        self._claims: Batcher[UUID, tuple[Claim, ExecutionRecord | None]] = Batcher(self._claim)
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         run = decode_model(message.body, RunExecution, max_bytes=self._d.max_message_bytes)
@@ -148,10 +149,7 @@ class ExecutionHandler:
         """Advance the execution as far as it goes; safe to call any number of times."""
         d = self._d
         now = d.clock.now()
-        async with raw_connection(d.engine) as conn:
-            claim, record = await claim_and_load(
-                conn, execution_id, worker=d.worker.worker, lock_class=d.worker.lock_class, now=now
-            )
+        claim, record = await self._claims.submit(execution_id)
         if claim.outcome is ClaimOutcome.MISSING:
             raise InvalidInput(DeadLetterReason.UNKNOWN_EXECUTION, f"no execution {execution_id}")
         if record is None:
@@ -209,6 +207,19 @@ class ExecutionHandler:
         else:
             log.warning("execution.ownership_lost", outcome=result.value)
         return result
+
+    async def _claim(
+        self, execution_ids: Sequence[UUID]
+    ) -> list[tuple[Claim, ExecutionRecord | None]]:
+        d = self._d
+        async with raw_connection(d.engine) as conn:
+            return await claim_and_load_many(
+                conn,
+                execution_ids,
+                worker=d.worker.worker,
+                lock_class=d.worker.lock_class,
+                now=d.clock.now(),
+            )
 
     async def _apply_boundaries(self, boundaries: Sequence[Boundary]) -> list[BoundaryOutcome]:
         async with raw_connection(self._d.engine) as conn:

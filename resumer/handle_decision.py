@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from interlock.batching import Batcher
 from interlock.bus.codec import decode_cloudevent
 from interlock.bus.topology import DECISION_TYPE, ExchangeName
 from interlock.clock import Clock
@@ -62,6 +64,8 @@ def parse_decision(event: CloudEvent) -> DecisionData:
 class DecisionHandler:
     def __init__(self, deps: ResumerDeps) -> None:
         self._d = deps
+        self._reads: Batcher[str, asyncpg.Record | None] = Batcher(self._read_batch)
+        self._decisions: Batcher[str, str] = Batcher(self._decide_batch)
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         d = self._d
@@ -84,37 +88,50 @@ class DecisionHandler:
         """Accept or refuse; either way the decision and its consequences commit together.
 
         What the outcome would write is prepared from one read, then `interlock_decide` takes
-        the locks, validates under them and applies, all in one statement.
+        the locks, validates under them and applies, all in one statement. Decisions handled
+        at the same time share the read and the transaction (see `interlock.batching`), and
+        no database connection is held while the definition is looked up: a burst of
+        decisions must not exhaust the pool waiting for itself.
         """
-        d = self._d
-        now = d.clock.now()
-        async with raw_connection(d.engine) as conn:
-            row = await conn.fetchrow(_READ, decision.approval_id)
-            payload: dict[str, Any] = {
-                "now": now.isoformat(),
-                "source": event.source,
-                "decision_id": event.id,
-                "approval_id": decision.approval_id,
-                "decision": decision.decision.value,
-                "decided_by": decision.decided_by,
-                "comment": decision.comment,
-                "data": decision.data,
-                "rejection": _rejection(event, decision, now),
-            }
-            if row is not None:
-                payload["step_id"] = row["step_id"]
-                payload["boundary"] = orjson.loads(
-                    (await self._resume(row, decision, now)).payload()
-                )
-            try:
-                result = await conn.fetchval(
-                    "SELECT interlock_decide($1::jsonb)", orjson.dumps(payload).decode()
-                )
-            except asyncpg.PostgresError as exc:
-                if getattr(exc, "sqlstate", None) == STALE_SQLSTATE:
-                    raise NotReady(f"approval changed while deciding: {exc}") from None
-                raise
+        now = self._d.clock.now()
+        row = await self._reads.submit(decision.approval_id)
+        payload: dict[str, Any] = {
+            "now": now.isoformat(),
+            "source": event.source,
+            "decision_id": event.id,
+            "approval_id": decision.approval_id,
+            "decision": decision.decision.value,
+            "decided_by": decision.decided_by,
+            "comment": decision.comment,
+            "data": decision.data,
+            "rejection": _rejection(event, decision, now),
+        }
+        if row is not None:
+            payload["step_id"] = row["step_id"]
+            payload["boundary"] = orjson.loads((await self._resume(row, decision, now)).payload())
+        result = await self._decisions.submit(orjson.dumps(payload).decode())
         return None if result == "accepted" else RejectionReason(result)
+
+    async def _read_batch(self, approval_ids: Sequence[str]) -> list[asyncpg.Record | None]:
+        async with raw_connection(self._d.engine) as conn:
+            rows = await conn.fetch(_READ, list(set(approval_ids)))
+        by_id = {row["approval_id"]: row for row in rows}
+        return [by_id.get(approval_id) for approval_id in approval_ids]
+
+    async def _decide_batch(self, payloads: Sequence[str]) -> list[str]:
+        async with raw_connection(self._d.engine) as conn:
+            try:
+                if len(payloads) == 1:
+                    return [await conn.fetchval("SELECT interlock_decide($1::jsonb)", payloads[0])]
+                answers = await conn.fetchval(
+                    "SELECT interlock_decides($1::jsonb)", "[" + ",".join(payloads) + "]"
+                )
+                return list(answers)
+            except asyncpg.PostgresError as exc:
+                if len(payloads) == 1 and getattr(exc, "sqlstate", None) == STALE_SQLSTATE:
+                    raise NotReady(f"approval changed while deciding: {exc}") from None
+                # in a batch: the batcher retries one by one, and only that one is not ready
+                raise
 
     async def _resume(self, row: Any, decision: DecisionData, now: datetime) -> Boundary:
         """The writes of an accepted decision: the step's outcome and the execution resumed."""
@@ -168,12 +185,12 @@ class _Facts:
 
 
 _READ = """
-SELECT a.step_id, a.execution_id, e.version_id, e.workflow, e.version, e.event_source,
-       e.event_id, coalesce(s.position, 0) AS position
+SELECT a.id AS approval_id, a.step_id, a.execution_id, e.version_id, e.workflow, e.version,
+       e.event_source, e.event_id, coalesce(s.position, 0) AS position
 FROM approval a
 JOIN execution e ON e.id = a.execution_id
 LEFT JOIN step_run s ON s.execution_id = a.execution_id AND s.step_id = a.step_id
-WHERE a.id = $1
+WHERE a.id = ANY($1::text[])
 """
 
 

@@ -182,7 +182,7 @@ async def apply_boundaries(
 _CLAIM = f"""
 WITH claimed AS (
     UPDATE execution SET owner = $2, updated_at = $4
-    WHERE id = $1 AND status IN ('pending', 'running')
+    WHERE id = ANY($1::uuid[]) AND status IN ('pending', 'running')
       AND (owner IS NULL OR owner = $2
            OR NOT {OWNER_ALIVE_SQL.format(owner="execution.owner").replace(":lock_class", "$3")})
     RETURNING *
@@ -193,26 +193,51 @@ SELECT claimed.*,
 FROM claimed
 """
 
-_STATUS = "SELECT status::text FROM execution WHERE id = $1"
+_STATUS = "SELECT id, status::text FROM execution WHERE id = ANY($1::uuid[])"
 
 
 def _when(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
-async def claim_and_load(
-    conn: asyncpg.Connection, execution_id: UUID, *, worker: int, lock_class: int, now: datetime
-) -> tuple[Claim, ExecutionRecord | None]:
-    """Become the owner (unless a live executor is) and read the execution, in one statement."""
-    row = await conn.fetchrow(_CLAIM, execution_id, worker, lock_class, now)
-    if row is None:
-        status = await conn.fetchval(_STATUS, execution_id)
+async def claim_and_load_many(
+    conn: asyncpg.Connection,
+    execution_ids: Sequence[UUID],
+    *,
+    worker: int,
+    lock_class: int,
+    now: datetime,
+) -> list[tuple[Claim, ExecutionRecord | None]]:
+    """Become the owner of each execution (unless a live executor is) and read it, all in one
+    statement; each answer at its id's position.
+
+    The ids are claimed in sorted order (the row lock order of every batch); an id given
+    twice gets the same answer twice.
+    """
+    unique = sorted(set(execution_ids))
+    rows = await conn.fetch(_CLAIM, unique, worker, lock_class, now)
+    claimed = {row["id"]: _record(row, now) for row in rows}
+    unclaimed = [i for i in unique if i not in claimed]
+    statuses: dict[UUID, str] = {}
+    if unclaimed:
+        statuses = {r["id"]: r["status"] for r in await conn.fetch(_STATUS, unclaimed)}
+    answers: list[tuple[Claim, ExecutionRecord | None]] = []
+    for execution_id in execution_ids:
+        record = claimed.get(execution_id)
+        if record is not None:
+            answers.append((Claim(ClaimOutcome.CLAIMED, record.status), record))
+            continue
+        status = statuses.get(execution_id)
         if status is None:
-            return Claim(ClaimOutcome.MISSING), None
+            answers.append((Claim(ClaimOutcome.MISSING), None))
+            continue
         current = ExecutionStatus(status)
-        if current in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING):
-            return Claim(ClaimOutcome.BUSY, current), None
-        return Claim(ClaimOutcome.STALE, current), None
+        busy = current in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+        answers.append((Claim(ClaimOutcome.BUSY if busy else ClaimOutcome.STALE, current), None))
+    return answers
+
+
+def _record(row: asyncpg.Record, now: datetime) -> ExecutionRecord:
     steps = {
         s["step_id"]: StepRecord(
             step_id=s["step_id"],
@@ -228,7 +253,7 @@ async def claim_and_load(
         for s in orjson.loads(row["step_rows"])
     }
     event = row["event"]
-    record = ExecutionRecord(
+    return ExecutionRecord(
         id=row["id"],
         workflow=row["workflow"],
         version_id=row["version_id"],
@@ -248,4 +273,3 @@ async def claim_and_load(
         updated_at=row["updated_at"],
         steps=steps,
     )
-    return Claim(ClaimOutcome.CLAIMED, record.status), record

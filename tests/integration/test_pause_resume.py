@@ -417,3 +417,19 @@ async def test_paused_executions_hold_no_message_and_no_task(settings: Settings)
             h.topology.queue(QueueName.EXECUTIONS).name, passive=True
         )
         assert queue.declaration_result.message_count == 0
+
+
+async def test_a_burst_of_decisions_larger_than_the_pool_is_decided(settings: Settings) -> None:
+    """A fresh resumer looks definitions up as decisions arrive; no handler may hold one
+    connection while it waits for another, or a burst wider than the pool stalls on itself."""
+    small = settings.model_copy(
+        update={"database": settings.database.model_copy(update={"pool_size": 2})}
+    )
+    async with running(small) as h:
+        await h.apply(refund())
+        paused = [await paused_at_approval(h, customer=f"c-{i}") for i in range(6)]
+        for _, approval in paused:
+            await decide(h, approval.id, "approved", "alice")
+        for execution, _ in paused:
+            done = await h.wait_status(execution.id, ExecutionStatus.COMPLETED)
+            assert done.steps["finance"].output["decision"] == "approved"
