@@ -24,7 +24,7 @@ from executor.actions import ActionContext, ActionRegistry, OutgoingEvent
 from executor.attempt import Outcome, run_attempt
 from executor.plan import FailStep, Finish, RunStep, SkipStep, Waiting, next_move
 from executor.retry import attempts_left, retry_delay
-from executor.scope import build_scope, steps_scope
+from executor.scope import run_variables, steps_scope
 from interlock.batching import Batcher
 from interlock.bus.codec import decode_model, encode_cloudevent
 from interlock.bus.publisher import OutgoingMessage
@@ -88,10 +88,10 @@ class _Run:
     steps: dict[str, StepRecord]
     boundary: Boundary = field(init=False)
     paused: bool = False
-    # the expression scope, converted to CEL once per handler call; `steps` is swapped in
-    # again only after a checkpoint changed it (converting the event per step was the cost)
+    # the expression scope: event and execution are converted to CEL once per handler call,
+    # `steps` is looked up when an expression reads it (it changes after every checkpoint)
     _scope: Scope | None = field(default=None, init=False)
-    _steps_changed: bool = field(default=False, init=False)
+    _steps_view: dict[str, Any] | None = field(default=None, init=False)
 
     def begin(self, now: datetime, owner: int) -> None:
         """Start collecting the next boundary's writes."""
@@ -107,23 +107,25 @@ class _Run:
 
     def set_step(self, step_id: str, record: StepRecord) -> None:
         self.steps[step_id] = record
-        self._steps_changed = True
+        self._steps_view = None
 
     def scope(self) -> Scope:
         if self._scope is None:
-            self._scope = Scope(
-                build_scope(
-                    event=self.record.event,
-                    steps=self.steps,
-                    execution_id=self.record.id,
-                    workflow=self.record.workflow,
-                    version=self.record.version,
-                )
+            variables = run_variables(
+                event=self.record.event,
+                execution_id=self.record.id,
+                workflow=self.record.workflow,
+                version=self.record.version,
             )
-        elif self._steps_changed:
-            self._scope.set("steps", steps_scope(self.steps))
-        self._steps_changed = False
+            self._scope = Scope(variables, self._lookup)
         return self._scope
+
+    def _lookup(self, name: str) -> Any:
+        if name != "steps":
+            return None
+        if self._steps_view is None:
+            self._steps_view = steps_scope(self.steps)
+        return self._steps_view
 
 
 class ExecutionHandler:

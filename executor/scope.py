@@ -20,17 +20,12 @@ class StepView(Protocol):
     def error(self) -> str | None: ...
 
 
-def build_scope(
-    *,
-    event: Mapping[str, Any],
-    steps: Mapping[str, StepView],
-    execution_id: UUID,
-    workflow: str,
-    version: int,
+def run_variables(
+    *, event: Mapping[str, Any], execution_id: UUID, workflow: str, version: int
 ) -> dict[str, Any]:
+    """The variables that stay fixed for a whole run; `steps` (see below) changes as it goes."""
     return {
         "event": event,
-        "steps": steps_scope(steps),
         "execution": {"id": str(execution_id), "workflow": workflow, "version": version},
     }
 

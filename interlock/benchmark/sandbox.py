@@ -125,6 +125,6 @@ class Sandbox:
             "INTERLOCK_NAMESPACE": self.namespace,
             "INTERLOCK_DATABASE_URL": self.database_url,
             "INTERLOCK_AMQP_URL": self.amqp_url,
-            "INTERLOCK_TELEMETRY_LOG_LEVEL": "WARNING",
+            "INTERLOCK_TELEMETRY_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         }
         return env
