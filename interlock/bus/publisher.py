@@ -13,8 +13,8 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, DeliveryMode
 from aiormq.abc import ChannelFrame
 from pamqp import commands as spec
-from pamqp.header import ContentHeader
 
+from interlock.bus.frames import publish_frames
 from interlock.bus.topology import ExchangeName, Topology
 
 CONFIRM_TIMEOUT = timedelta(seconds=30)
@@ -84,8 +84,16 @@ class Publisher:
         assert isinstance(channel, aiormq.Channel)
         names = {name: self._topology.exchange(name).name for name in ExchangeName}
         async with asyncio.timeout(CONFIRM_TIMEOUT.total_seconds()):
-            confirms = await _write_batch(channel, messages, names)
-            results = await asyncio.gather(*confirms)
+            confirms, closed = await _write_batch(channel, messages, names)
+            everything = asyncio.gather(*confirms)
+            try:
+                await asyncio.wait({everything, closed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closed.cancel()
+            if not everything.done():
+                everything.cancel()
+                closed.result()  # the channel closed: raises why
+            results = everything.result()
         for result in results:
             if not isinstance(result, spec.Basic.Ack):
                 raise NotConfirmed(f"broker answered {type(result).__name__} to a publish")
@@ -95,39 +103,47 @@ async def _write_batch(
     channel: aiormq.Channel,
     messages: Sequence[OutgoingMessage],
     exchanges: Mapping[ExchangeName, str],
-) -> list[asyncio.Future[Any]]:
-    """Register a confirm for each message and queue all frames as one write (aiormq internals:
-    the same bookkeeping `Channel.basic_publish` does per message, done once per batch)."""
-    frames: list[Any] = []
+) -> tuple[list[asyncio.Future[Any]], asyncio.Future[Any]]:
+    """Register a confirm for each message and queue all frames as one write.
+
+    aiormq internals: the bookkeeping `Channel.basic_publish` does per message, done once per
+    batch. Confirms are plain futures; the one future from the channel's store (which the
+    channel fails when it closes) stands for the whole batch. Returns both.
+    """
+    loop = asyncio.get_running_loop()
     confirms: list[asyncio.Future[Any]] = []
     async with channel.lock:
         if channel.is_closed:
             raise aiormq.exceptions.ChannelInvalidStateError("channel closed")
         first_tag = channel.delivery_tag + 1
         try:
-            for tag, m in enumerate(messages, start=first_tag):
-                confirm = channel.create_future()
-                channel.confirmations[tag] = confirm
-                channel.message_id_delivery_tag[m.message_id] = tag
-                confirm.add_done_callback(_forget(channel, m.message_id, tag))
-                confirms.append(confirm)
-                frames.append(
-                    spec.Basic.Publish(
-                        exchange=exchanges[m.exchange],
-                        routing_key=m.routing_key,
-                        mandatory=_mandatory(m.exchange),
-                    )
-                )
-                properties = spec.Basic.Properties(
+            payload = b"".join(
+                publish_frames(
+                    channel=channel.number,
+                    exchange=exchanges[m.exchange],
+                    routing_key=m.routing_key,
+                    mandatory=_mandatory(m.exchange),
+                    body=m.body,
                     content_type=m.content_type,
                     message_id=m.message_id,
-                    headers=dict(m.headers) or None,
-                    delivery_mode=2,
+                    headers=m.headers,
                     timestamp=m.timestamp,
+                    max_body_frame=channel.max_content_size,
                 )
-                frames.append(ContentHeader(properties=properties, body_size=len(m.body)))
-                frames.extend(channel._split_body(m.body))
-            payload = ChannelFrame.marshall(channel.number, frames, channel.create_future())
+                for m in messages
+            )
+            for tag, m in enumerate(messages, start=first_tag):
+                confirm = loop.create_future()
+                channel.confirmations[tag] = confirm
+                if _mandatory(m.exchange):
+                    # a returned message finds its confirm by message id
+                    channel.message_id_delivery_tag[m.message_id] = tag
+                    confirm.add_done_callback(_forget(channel, m.message_id, tag))
+                confirms.append(confirm)
+            closed = channel.create_future()
+            frame = ChannelFrame(
+                payload=payload, should_close=False, drain_future=channel.create_future()
+            )
         except BaseException:
             # nothing reached the broker: its sequence numbers are still ours to reuse
             for tag in range(first_tag, first_tag + len(confirms)):
@@ -136,10 +152,14 @@ async def _write_batch(
                 confirm.cancel()
             raise
         channel.delivery_tag = first_tag + len(messages) - 1
-        await channel.write_queue.put(payload)
-        assert payload.drain_future is not None
-        await payload.drain_future
-    return confirms
+        try:
+            await channel.write_queue.put(frame)
+            assert frame.drain_future is not None
+            await frame.drain_future
+        except BaseException:
+            closed.cancel()
+            raise
+    return confirms, closed
 
 
 def _forget(channel: aiormq.Channel, message_id: str, tag: int) -> Any:
