@@ -65,7 +65,9 @@ class ExecutorSettings(BaseModel):
 
 
 class ResumerSettings(BaseModel):
-    timer_batch: int = Field(default=100, ge=1)  # small batches release executions sooner
+    # timers claimed per transaction: a bigger batch fires faster when many are due at once, a
+    # smaller one holds its executions' row locks for less time
+    timer_batch: int = Field(default=500, ge=1)
     max_timer_sleep: Duration = timedelta(seconds=30)
     # an execution untouched this long with no live owner is handed back to the executors
     stuck_after: Duration = timedelta(seconds=60)

@@ -11,23 +11,24 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from uuid import UUID
 
 import asyncpg
 import structlog
 from sqlalchemy import make_url
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from interlock.clock import Clock
 from interlock.definitions import VersionCache
 from interlock.outbox import OutboxRelay
 from interlock.store.approvals import Approvals
 from interlock.store.boundary import Boundary
-from interlock.store.engine import transaction
-from interlock.store.executions import ExecutionRecord, Executions
+from interlock.store.engine import raw_connection, transaction
+from interlock.store.executions import Executions
 from interlock.store.tables import ApprovalStatus, TimerKind
 from interlock.store.timers import NOTIFY_CHANNEL, TimerRecord, Timers
 from interlock.telemetry.metrics import Metrics
-from resumer.resume import apply_all, resume_boundary, settle_and_resume
+from resumer.resume import ExecutionRow, resume_paused, settle_and_resume
 from schemas.status import ExecutionStatus, StepStatus
 from schemas.steps import ApprovalStep, OnTimeout
 
@@ -36,6 +37,7 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class TimerDeps:
+    engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     definitions: VersionCache
     metrics: Metrics
@@ -56,55 +58,59 @@ class TimerLoop:
 
     async def tick(self) -> int:
         """Fire one batch of due timers; returns how many fired."""
-        d = self._d
-        now = d.clock.now()
-        async with transaction(d.sessions) as session:
-            timers = Timers(session)
-            due = await timers.claim_due(now, d.batch)
-            # lock order everywhere: timer -> approval -> execution, so no two paths deadlock
-            expiring = [t for t in due if t.kind is TimerKind.APPROVAL_TIMEOUT]
-            for timer in expiring:
-                await self._expire(session, timer, now)
-            others = [t for t in due if t.kind is not TimerKind.APPROVAL_TIMEOUT]
-            executions = await Executions(session).load_many(
-                sorted({t.execution_id for t in others}), lock=True
-            )
-            boundaries = []
-            for timer in others:
-                # one pause has one timer; a second one for the same execution is void
-                execution = executions.pop(timer.execution_id, None)
-                boundary = self._fire(timer, execution, now) if execution else None
-                if boundary is not None:
-                    boundaries.append(boundary)
-            await apply_all(session, boundaries)
-            await timers.remove([t.id for t in due])
-        if due:
-            d.relay.notify()
-            for timer in due:
-                d.metrics.timer_lateness.observe(max((now - timer.due_at).total_seconds(), 0.0))
-                d.metrics.timers_fired.labels(kind=timer.kind.value).inc()
-        return len(due)
+        now = self._d.clock.now()
+        fired = await self._resume_due(now) + await self._expire_due(now)
+        if fired:
+            self._d.relay.notify()
+            for kind, due_at in fired:
+                self._d.metrics.timer_lateness.observe(max((now - due_at).total_seconds(), 0.0))
+                self._d.metrics.timers_fired.labels(kind=kind.value).inc()
+        return len(fired)
 
-    def _fire(
-        self, timer: TimerRecord, execution: ExecutionRecord, now: datetime
-    ) -> Boundary | None:
-        """What a due wait or retry timer writes (nothing if the pause is already over)."""
-        if timer.kind is TimerKind.WAIT:
-            return resume_boundary(
-                execution,
-                step_id=timer.step_id,
-                status=StepStatus.COMPLETED,
-                now=now,
-                cause=f"wait until {timer.due_at.isoformat()} is over",
-                output={"until": timer.due_at.isoformat(), "fired_at": now.isoformat()},
+    async def _resume_due(self, now: datetime) -> list[tuple[TimerKind, datetime]]:
+        """Due waits and retries: each resumes its execution; one transaction, four statements.
+
+        Lock order as everywhere: the timers (skipping those another resumer holds), then
+        their executions in id order; the step rows are read under the execution's lock.
+        """
+        async with raw_connection(self._d.engine) as conn, conn.transaction():
+            due = await conn.fetch(_CLAIM_RESUMES, now, self._d.batch)
+            if not due:
+                return []
+            locked = await conn.fetch(
+                _LOCK_PAUSED,
+                [t["execution_id"] for t in due],
+                [t["step_id"] for t in due],
             )
-        return resume_boundary(
-            execution,
-            step_id=None,
-            status=None,
-            now=now,
-            cause=f"retry of step {timer.step_id} is due",
-        )
+            state = {(r["id"], r["step_id"]): r for r in locked}
+            boundaries: list[Boundary] = []
+            resumed: set[UUID] = set()
+            for timer in due:
+                row = state.get((timer["execution_id"], timer["step_id"]))
+                # one pause has one timer; a second one for the same execution is void
+                if row is None or row["id"] in resumed:
+                    continue
+                boundary = _fire(TimerKind(timer["kind"]), timer["due_at"], row, now)
+                if boundary is not None:
+                    resumed.add(row["id"])
+                    boundaries.append(boundary)
+            if boundaries:
+                await conn.fetchval(
+                    _APPLY_ALL, "[" + ",".join(b.payload() for b in boundaries) + "]"
+                )
+            await conn.execute(_REMOVE, [t["id"] for t in due])
+        return [(TimerKind(t["kind"]), t["due_at"]) for t in due]
+
+    async def _expire_due(self, now: datetime) -> list[tuple[TimerKind, datetime]]:
+        """Due approval timeouts: each settles its approval as the workflow says."""
+        async with transaction(self._d.sessions) as session:
+            timers = Timers(session)
+            due = await timers.claim_due(now, self._d.batch, kind=TimerKind.APPROVAL_TIMEOUT)
+            # lock order everywhere: timer -> approval -> execution, so no two paths deadlock
+            for timer in due:
+                await self._expire(session, timer, now)
+            await timers.remove([t.id for t in due])
+        return [(t.kind, t.due_at) for t in due]
 
     async def _expire(self, session: AsyncSession, timer: TimerRecord, now: datetime) -> None:
         assert timer.approval_id is not None
@@ -187,3 +193,51 @@ class TimerLoop:
                 with contextlib.suppress(Exception):
                     await conn.close()
             log.warning("timers.listen_lost")
+
+
+def _fire(kind: TimerKind, due_at: datetime, row: asyncpg.Record, now: datetime) -> Boundary | None:
+    """What a due wait or retry timer writes (nothing if the pause is already over)."""
+    facts = ExecutionRow(
+        id=row["id"],
+        workflow=row["workflow"],
+        version=row["version"],
+        event_source=row["event_source"],
+        event_id=row["event_id"],
+    )
+    status = ExecutionStatus(row["status"])
+    if kind is TimerKind.WAIT:
+        step_status = StepStatus(row["step_status"]) if row["step_status"] else None
+        return resume_paused(
+            facts,
+            status,
+            waiting=(row["step_id"], row["position"], step_status),
+            settle_as=StepStatus.COMPLETED,
+            now=now,
+            cause=f"wait until {due_at.isoformat()} is over",
+            output={"until": due_at.isoformat(), "fired_at": now.isoformat()},
+        )
+    return resume_paused(
+        facts, status, waiting=None, now=now, cause=f"retry of step {row['step_id']} is due"
+    )
+
+
+_CLAIM_RESUMES = """
+SELECT id, execution_id, step_id, kind::text AS kind, due_at FROM timer
+WHERE due_at <= $1 AND kind <> 'approval_timeout'
+ORDER BY due_at LIMIT $2
+FOR UPDATE SKIP LOCKED
+"""
+
+_LOCK_PAUSED = """
+SELECT e.id, e.status::text AS status, e.workflow, e.version, e.event_source, e.event_id,
+       t.step_id, s.status::text AS step_status, s.position
+FROM unnest($1::uuid[], $2::text[]) AS t(execution_id, step_id)
+JOIN execution e ON e.id = t.execution_id
+LEFT JOIN step_run s ON s.execution_id = t.execution_id AND s.step_id = t.step_id
+ORDER BY e.id
+FOR UPDATE OF e
+"""
+
+_APPLY_ALL = "SELECT count(interlock_apply_boundary(b)) FROM jsonb_array_elements($1::jsonb) b"
+
+_REMOVE = "DELETE FROM timer WHERE id = ANY($1::bigint[])"

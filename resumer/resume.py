@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -68,14 +70,56 @@ def resume_boundary(
     error: str | None = None,
 ) -> Boundary | None:
     """The writes that settle a paused step and resume the execution; None if not paused."""
-    if execution.status is not ExecutionStatus.PAUSED:
-        return None
-    settled: tuple[str, int, StepStatus] | None = None
+    waiting: tuple[str, int, StepStatus | None] | None = None
     if step_id is not None and status is not None:
         previous = execution.steps.get(step_id)
-        if previous is None or previous.status is not StepStatus.WAITING:
+        if previous is None:
             return None
-        settled = (step_id, previous.position, status)
+        waiting = (step_id, previous.position, previous.status)
+    return resume_paused(
+        execution,
+        execution.status,
+        waiting=waiting,
+        settle_as=status,
+        now=now,
+        cause=cause,
+        output=output,
+        error=error,
+    )
+
+
+@dataclass(frozen=True)
+class ExecutionRow:
+    """What a resume needs to know of an execution, without loading it whole."""
+
+    id: UUID
+    workflow: str
+    version: int
+    event_source: str
+    event_id: str
+
+
+def resume_paused(
+    execution: ExecutionFacts,
+    status: ExecutionStatus,
+    *,
+    waiting: tuple[str, int, StepStatus | None] | None,
+    now: datetime,
+    cause: str,
+    settle_as: StepStatus | None = None,
+    output: Any = None,
+    error: str | None = None,
+) -> Boundary | None:
+    """Resume a paused execution, settling its waiting step (id, position, current status)
+    as `settle_as`; None if the execution is not paused or the step no longer waits."""
+    if status is not ExecutionStatus.PAUSED:
+        return None
+    settled: tuple[str, int, StepStatus] | None = None
+    if waiting is not None and settle_as is not None:
+        step_id, position, current = waiting
+        if current is not StepStatus.WAITING:
+            return None
+        settled = (step_id, position, settle_as)
     return settle_boundary(
         execution, settled=settled, now=now, cause=cause, output=output, error=error
     )

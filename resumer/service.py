@@ -46,6 +46,7 @@ class ResumerService:
         )
         self.timers = TimerLoop(
             TimerDeps(
+                engine=runtime.engine,
                 sessions=runtime.sessions,
                 definitions=definitions,
                 metrics=runtime.metrics,

@@ -31,11 +31,16 @@ class Timers:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def claim_due(self, now: datetime, limit: int) -> list[TimerRecord]:
+    async def claim_due(
+        self, now: datetime, limit: int, *, kind: TimerKind | None = None
+    ) -> list[TimerRecord]:
         """Lock due timers for this transaction; other resumers skip them, none waits."""
+        due = _tm.c.due_at <= now
+        if kind is not None:
+            due = due & (_tm.c.kind == kind)
         rows = await self._session.execute(
             select(_tm)
-            .where(_tm.c.due_at <= now)
+            .where(due)
             .order_by(_tm.c.due_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
