@@ -24,7 +24,7 @@ from executor.actions import ActionContext, ActionRegistry, OutgoingEvent
 from executor.attempt import Outcome, run_attempt
 from executor.plan import FailStep, Finish, RunStep, SkipStep, Waiting, next_move
 from executor.retry import attempts_left, retry_delay
-from executor.scope import run_variables, steps_scope
+from executor.scope import StepsLookup, run_variables
 from interlock.batching import Batcher
 from interlock.bus.codec import decode_model, encode_cloudevent
 from interlock.bus.publisher import OutgoingMessage
@@ -91,7 +91,10 @@ class _Run:
     # the expression scope: event and execution are converted to CEL once per handler call,
     # `steps` is looked up when an expression reads it (it changes after every checkpoint)
     _scope: Scope | None = field(default=None, init=False)
-    _steps_view: dict[str, Any] | None = field(default=None, init=False)
+    _lookup: StepsLookup = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._lookup = StepsLookup(self.steps)
 
     def begin(self, now: datetime, owner: int) -> None:
         """Start collecting the next boundary's writes."""
@@ -107,7 +110,7 @@ class _Run:
 
     def set_step(self, step_id: str, record: StepRecord) -> None:
         self.steps[step_id] = record
-        self._steps_view = None
+        self._lookup.changed()
 
     def scope(self) -> Scope:
         if self._scope is None:
@@ -119,13 +122,6 @@ class _Run:
             )
             self._scope = Scope(variables, self._lookup)
         return self._scope
-
-    def _lookup(self, name: str) -> Any:
-        if name != "steps":
-            return None
-        if self._steps_view is None:
-            self._steps_view = steps_scope(self.steps)
-        return self._steps_view
 
 
 class ExecutionHandler:

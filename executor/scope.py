@@ -37,3 +37,28 @@ def steps_scope(steps: Mapping[str, StepView]) -> dict[str, Any]:
         for step_id, view in steps.items()
         if view.status.is_terminal or view.status is StepStatus.WAITING
     }
+
+
+class StepsLookup:
+    """Serves `steps` to CEL when an expression reads it, converted once per change.
+
+    It holds the steps, never the run that owns it: a CEL context keeps its resolver alive
+    from native code, out of the garbage collector's sight, so a resolver referring back to
+    its owner makes a cycle that is never freed (every execution's state leaked that way).
+    """
+
+    __slots__ = ("_steps", "_view")
+
+    def __init__(self, steps: Mapping[str, StepView]) -> None:
+        self._steps = steps
+        self._view: dict[str, Any] | None = None
+
+    def changed(self) -> None:
+        self._view = None
+
+    def __call__(self, name: str) -> Any:
+        if name != "steps":
+            return None
+        if self._view is None:
+            self._view = steps_scope(self._steps)
+        return self._view
