@@ -33,6 +33,12 @@ async def count(sandbox: Sandbox, workflow: str, source: str, *statuses: str) ->
     return int(n or 0)
 
 
+async def outbox_sent(sandbox: Sandbox) -> int:
+    """1 once the outbox is empty (everything committed so far was published), else 0."""
+    n = await sandbox.scalar("SELECT count(*) FROM outbox_message")
+    return 1 if not n else 0
+
+
 async def executions(sandbox: Sandbox, workflow: str, source: str) -> list[ExecutionTimes]:
     rows = await sandbox.rows(
         "SELECT e.event_id, e.status::text, e.created_at, e.finished_at"

@@ -182,7 +182,9 @@ async def apply_boundaries(
 _CLAIM = f"""
 WITH claimed AS (
     UPDATE execution SET owner = $2, updated_at = $4
-    WHERE id = ANY($1::uuid[]) AND status IN ('pending', 'running')
+    -- status as text: the status index must not be used here; during a burst thousands of
+    -- executions are pending, and a bitmap AND over them cost more than the claims themselves
+    WHERE id = ANY($1::uuid[]) AND status::text IN ('pending', 'running')
       AND (owner IS NULL OR owner = $2
            OR NOT {OWNER_ALIVE_SQL.format(owner="execution.owner").replace(":lock_class", "$3")})
     RETURNING *

@@ -230,6 +230,8 @@ class Timer(Base):
     __table_args__ = (
         Index("ix_timer_due_at", "due_at"),
         Index("ix_timer_execution_id", "execution_id"),
+        # every decision, timeout and cancel locks its approval's timer by approval id
+        Index("ix_timer_approval_id", "approval_id", postgresql_where="approval_id IS NOT NULL"),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     execution_id: Mapped[UUID] = mapped_column(ForeignKey("execution.id", ondelete="CASCADE"))

@@ -68,6 +68,14 @@ async def _pause(bench: Bench, label: str, slug: str, n: int) -> list[tuple[str,
         label=label,
         noun="paused",
     )
+    # the pauses' lifecycle events may still be in the outbox: decide on a quiet system, so
+    # the figures measure resuming, not the tail of pausing
+    await bench.wait(
+        lambda: queries.outbox_sent(bench.sandbox),
+        1,
+        label=f"{label}: outbox",
+        noun="drained",
+    )
     return await queries.pending_approvals(bench.sandbox, workflows.RESUME, source)
 
 
