@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from enum import StrEnum
 
 import typer
@@ -52,4 +53,8 @@ def run_services(
     except ImportError:  # pragma: no cover - optional speed-up
         pass
     runtime = Runtime(s, name=f"interlock-{which.value}")
-    asyncio.run(serve(runtime, build_services(which), s.shutdown_grace))
+    services = build_services(which)
+    # everything imported so far lives as long as the process: keep it out of the collector's
+    # full passes, which otherwise walk it all and stall every message in flight meanwhile
+    gc.freeze()
+    asyncio.run(serve(runtime, services, s.shutdown_grace))
