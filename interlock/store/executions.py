@@ -6,6 +6,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
@@ -126,6 +127,8 @@ class StepWrite:
 
 
 _EXECUTION_COLUMNS = [c for c in _ex.c if c.name != "id"]
+_STEP_NAMES = [c.name for c in _step.c if c.name != "execution_id"]
+_STEP_COLUMNS = [_step.c[name].label(f"step_{name}") for name in _STEP_NAMES]
 
 
 def _step_record(row: Any) -> StepRecord:
@@ -187,9 +190,10 @@ class Executions:
         )
 
     async def load(self, execution_id: UUID, *, lock: bool = False) -> ExecutionRecord | None:
-        query = _execution_query().where(_ex.c.id == execution_id)
-        if lock:
-            query = query.with_for_update()
+        if not lock:
+            return await self._load_snapshot(execution_id)
+        # under the row lock no boundary can commit between the two reads
+        query = _execution_query().where(_ex.c.id == execution_id).with_for_update()
         row = (await self._session.execute(query)).first()
         if row is None:
             return None
@@ -198,6 +202,28 @@ class Executions:
         )
         records = {s.step_id: _step_record(s) for s in steps}
         return ExecutionRecord(**row._mapping, steps=records)
+
+    async def _load_snapshot(self, execution_id: UUID) -> ExecutionRecord | None:
+        """Row and steps in one statement, so from one snapshot: two reads could show a step
+        that a boundary committed in between next to the row as it was before that commit."""
+        query = (
+            select(_ex.c.id, *_EXECUTION_COLUMNS, *_STEP_COLUMNS)
+            .select_from(_ex.outerjoin(_step, _step.c.execution_id == _ex.c.id))
+            .where(_ex.c.id == execution_id)
+            .order_by(_step.c.position)
+        )
+        rows = (await self._session.execute(query)).all()
+        if not rows:
+            return None
+        first = rows[0]._mapping
+        values = {c.name: first[c.name] for c in (_ex.c.id, *_EXECUTION_COLUMNS)}
+        steps = {}
+        for row in rows:
+            m = row._mapping
+            if m["step_step_id"] is not None:
+                step = _step_record(SimpleNamespace(**{n: m[f"step_{n}"] for n in _STEP_NAMES}))
+                steps[step.step_id] = step
+        return ExecutionRecord(**values, steps=steps)
 
     async def stuck(
         self, *, older_than: datetime, lock_class: int, limit: int = 500
