@@ -197,13 +197,7 @@ class TimerLoop:
 
 def _fire(kind: TimerKind, due_at: datetime, row: asyncpg.Record, now: datetime) -> Boundary | None:
     """What a due wait or retry timer writes (nothing if the pause is already over)."""
-    facts = ExecutionRow(
-        id=row["id"],
-        workflow=row["workflow"],
-        version=row["version"],
-        event_source=row["event_source"],
-        event_id=row["event_id"],
-    )
+    facts = ExecutionRow.of(row)
     status = ExecutionStatus(row["status"])
     if kind is TimerKind.WAIT:
         step_status = StepStatus(row["step_status"]) if row["step_status"] else None

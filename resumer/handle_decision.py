@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 import orjson
@@ -25,7 +24,7 @@ from interlock.outbox import OutboxRelay
 from interlock.store.boundary import STALE_SQLSTATE, Boundary
 from interlock.store.engine import raw_connection
 from interlock.telemetry.metrics import Metrics
-from resumer.resume import settle_boundary
+from resumer.resume import ExecutionRow, settle_boundary
 from schemas.cloudevent import CONTENT_TYPE, CloudEvent
 from schemas.decisions import DecisionData, RejectionReason, Verdict
 from schemas.lifecycle import LifecycleType
@@ -158,30 +157,14 @@ class DecisionHandler:
         error = f"rejected by {decision.decided_by}" if fail else None
         verb = "approved" if approved else "rejected"
         cause = f"approval {decision.approval_id} {verb} by {decision.decided_by}"
-        facts = _Facts(
-            id=row["execution_id"],
-            workflow=row["workflow"],
-            version=row["version"],
-            event_source=row["event_source"],
-            event_id=row["event_id"],
-        )
         return settle_boundary(
-            facts,
+            ExecutionRow.of(row, id_column="execution_id"),
             settled=(row["step_id"], row["position"], status),
             now=now,
             cause=cause,
             output=output,
             error=error,
         )
-
-
-@dataclass(frozen=True)
-class _Facts:
-    id: UUID
-    workflow: str
-    version: int
-    event_source: str
-    event_id: str
 
 
 _READ = """

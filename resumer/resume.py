@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -97,6 +98,17 @@ class ExecutionRow:
     version: int
     event_source: str
     event_id: str
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any], *, id_column: str = "id") -> ExecutionRow:
+        """From a query row that selected the execution's columns under their own names."""
+        return cls(
+            id=row[id_column],
+            workflow=row["workflow"],
+            version=row["version"],
+            event_source=row["event_source"],
+            event_id=row["event_id"],
+        )
 
 
 def resume_paused(
