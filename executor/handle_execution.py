@@ -48,7 +48,7 @@ from interlock.store.engine import raw_connection
 from interlock.store.executions import Claim, ClaimOutcome, ExecutionRecord, StepRecord, StepWrite
 from interlock.store.ownership import WorkerLock
 from interlock.store.tables import TimerKind
-from interlock.telemetry.metrics import Metrics
+from interlock.telemetry.metrics import BatchOperation, Metrics
 from schemas.cloudevent import CloudEvent
 from schemas.compiled import CompiledStep, CompiledWorkflow
 from schemas.expressions import ExpressionError, Scope
@@ -128,8 +128,13 @@ class ExecutionHandler:
     def __init__(self, deps: ExecutorDeps) -> None:
         self._d = deps
         # boundaries of executions in flight at the same time commit together
-        self._boundaries: Batcher[Boundary, BoundaryOutcome] = Batcher(self._apply_boundaries)
-        self._claims: Batcher[UUID, tuple[Claim, ExecutionRecord | None]] = Batcher(self._claim)
+        batches = deps.metrics.db_batch
+        self._boundaries: Batcher[Boundary, BoundaryOutcome] = Batcher(
+            self._apply_boundaries, observe=batches.labels(BatchOperation.BOUNDARY).observe
+        )
+        self._claims: Batcher[UUID, tuple[Claim, ExecutionRecord | None]] = Batcher(
+            self._claim, observe=batches.labels(BatchOperation.CLAIM).observe
+        )
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         run = decode_model(message.body, RunExecution, max_bytes=self._d.max_message_bytes)

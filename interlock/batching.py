@@ -24,10 +24,15 @@ O = TypeVar("O")  # noqa: E741
 
 class Batcher(Generic[I, O]):
     def __init__(
-        self, flush: Callable[[Sequence[I]], Awaitable[Sequence[O]]], *, max_size: int = 64
+        self,
+        flush: Callable[[Sequence[I]], Awaitable[Sequence[O]]],
+        *,
+        max_size: int = 64,
+        observe: Callable[[float], None] | None = None,
     ) -> None:
         self._flush = flush
         self._max = max_size
+        self._observe = observe  # told each batch's size, e.g. a histogram's observe
         self._pending: list[tuple[I, asyncio.Future[O]]] = []
         self._worker: asyncio.Task[None] | None = None
 
@@ -41,6 +46,8 @@ class Batcher(Generic[I, O]):
     async def _drain(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[: self._max], self._pending[self._max :]
+            if self._observe is not None:
+                self._observe(len(batch))
             await self._run(batch)
 
     async def _run(self, batch: list[tuple[I, asyncio.Future[O]]]) -> None:

@@ -23,7 +23,7 @@ from interlock.errors import DeadLetterReason, InvalidInput, NotReady
 from interlock.outbox import OutboxRelay
 from interlock.store.boundary import STALE_SQLSTATE, Boundary
 from interlock.store.engine import raw_connection
-from interlock.telemetry.metrics import Metrics
+from interlock.telemetry.metrics import BatchOperation, Metrics
 from resumer.resume import ExecutionRow, settle_boundary
 from schemas.cloudevent import CONTENT_TYPE, CloudEvent
 from schemas.decisions import DecisionData, RejectionReason, Verdict
@@ -63,8 +63,13 @@ def parse_decision(event: CloudEvent) -> DecisionData:
 class DecisionHandler:
     def __init__(self, deps: ResumerDeps) -> None:
         self._d = deps
-        self._reads: Batcher[str, asyncpg.Record | None] = Batcher(self._read_batch)
-        self._decisions: Batcher[str, str] = Batcher(self._decide_batch)
+        batches = deps.metrics.db_batch
+        self._reads: Batcher[str, asyncpg.Record | None] = Batcher(
+            self._read_batch, observe=batches.labels(BatchOperation.DECISION_READ).observe
+        )
+        self._decisions: Batcher[str, str] = Batcher(
+            self._decide_batch, observe=batches.labels(BatchOperation.DECIDE).observe
+        )
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         d = self._d

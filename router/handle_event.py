@@ -20,7 +20,7 @@ from interlock.outbox import OutboxRelay
 from interlock.store.boundary import outbox_json
 from interlock.store.engine import raw_connection
 from interlock.store.executions import NewExecution
-from interlock.telemetry.metrics import Metrics
+from interlock.telemetry.metrics import BatchOperation, Metrics
 from router.definitions import Definitions
 from schemas.messages import RunReason
 
@@ -41,7 +41,9 @@ class EventHandler:
     def __init__(self, deps: RouterDeps) -> None:
         self._d = deps
         # events handled at the same time commit together: one round trip, one commit
-        self._route: Batcher[dict[str, Any], bool] = Batcher(self._route_batch)
+        self._route: Batcher[dict[str, Any], bool] = Batcher(
+            self._route_batch, observe=deps.metrics.db_batch.labels(BatchOperation.ROUTE).observe
+        )
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         d = self._d

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Final
 
 from prometheus_client import (
@@ -16,12 +17,33 @@ from prometheus_client import (
 
 # Bounded label values only: a per-execution id here would grow the series count without limit.
 ALLOWED_LABELS: Final = frozenset(
-    {"workflow", "step", "action", "outcome", "status", "reason", "service", "queue", "kind"}
+    {
+        "workflow",
+        "step",
+        "action",
+        "outcome",
+        "status",
+        "reason",
+        "service",
+        "queue",
+        "kind",
+        "operation",
+    }
 )
 LATENCY_BUCKETS: Final = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
 BATCH_BUCKETS: Final = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
+
+
+class BatchOperation(StrEnum):
+    """The `operation` of `interlock_db_batch_items`: what a group commit was for."""
+
+    ROUTE = "route"
+    CLAIM = "claim"
+    BOUNDARY = "boundary"
+    DECISION_READ = "decision_read"
+    DECIDE = "decide"
 
 
 class Metrics:
@@ -115,6 +137,13 @@ class Metrics:
         )
         self.outbox_pending = self._gauge(
             "interlock_outbox_pending_messages", "Outbox rows not yet published."
+        )
+        self.db_batch = Histogram(
+            "interlock_db_batch_items",
+            "Messages whose database work shared one round trip and commit, by operation.",
+            ["operation"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
         )
         self.outbox_relay_batch = Histogram(
             "interlock_outbox_relay_batch_messages",

@@ -36,10 +36,12 @@ async def test_concurrent_submissions_share_one_flush_and_get_their_own_result()
 
 async def test_items_arriving_during_a_flush_go_in_the_next_one() -> None:
     store = Store()
-    batcher = Batcher(store.flush, max_size=2)
+    sizes: list[float] = []
+    batcher = Batcher(store.flush, max_size=2, observe=sizes.append)
     results = await asyncio.gather(*(batcher.submit(x) for x in ["a", "b", "c", "d", "e"]))
     assert results == ["A", "B", "C", "D", "E"]
     assert store.flushes == [["a", "b"], ["c", "d"], ["e"]]
+    assert sizes == [2, 2, 1]
 
 
 async def test_a_bad_item_fails_alone_and_its_neighbours_still_commit() -> None:

@@ -73,8 +73,10 @@ def test_label_sets_match_what_services_record() -> None:
     metrics.step_retries.labels(workflow="w", step="s").inc()
     metrics.up.labels(service="executor").set(1)
     metrics.outbox_relay_batch.observe(7)
+    metrics.db_batch.labels(operation="boundary").observe(12)
     text = metrics.render().decode()
     assert 'interlock_up{service="executor"} 1.0' in text
+    assert 'interlock_db_batch_items_count{operation="boundary"} 1.0' in text
     assert 'interlock_executions_finished_total{status="completed",workflow="w"} 1.0' in text
 
 
