@@ -45,14 +45,14 @@ def _mandatory(exchange: ExchangeName) -> bool:
 class Publisher:
     def __init__(self, channel: AbstractChannel, topology: Topology) -> None:
         self._channel = channel
-        self._topology = topology
         self._exchanges: dict[ExchangeName, AbstractExchange] = {}
+        # the broker-side name of each logical exchange
+        self._names = {name: topology.exchange(name).name for name in ExchangeName}
 
     async def _exchange(self, name: ExchangeName) -> AbstractExchange:
         exchange = self._exchanges.get(name)
         if exchange is None:
-            spec_ = self._topology.exchange(name)
-            exchange = await self._channel.get_exchange(spec_.name, ensure=False)
+            exchange = await self._channel.get_exchange(self._names[name], ensure=False)
             self._exchanges[name] = exchange
         return exchange
 
@@ -82,9 +82,8 @@ class Publisher:
             return
         channel = await self._channel.get_underlay_channel()
         assert isinstance(channel, aiormq.Channel)
-        names = {name: self._topology.exchange(name).name for name in ExchangeName}
         async with asyncio.timeout(CONFIRM_TIMEOUT.total_seconds()):
-            confirms, closed = await _write_batch(channel, messages, names)
+            confirms, closed = await _write_batch(channel, messages, self._names)
             everything = asyncio.gather(*confirms)
             try:
                 await asyncio.wait({everything, closed}, return_when=asyncio.FIRST_COMPLETED)
@@ -112,6 +111,7 @@ async def _write_batch(
     """
     loop = asyncio.get_running_loop()
     confirms: list[asyncio.Future[Any]] = []
+    closed: asyncio.Future[Any] | None = None
     async with channel.lock:
         if channel.is_closed:
             raise aiormq.exceptions.ChannelInvalidStateError("channel closed")
@@ -144,16 +144,19 @@ async def _write_batch(
             frame = ChannelFrame(
                 payload=payload, should_close=False, drain_future=channel.create_future()
             )
+            # the queue is bounded: a timeout may cancel us while we wait for room
+            await channel.write_queue.put(frame)
         except BaseException:
             # nothing reached the broker: its sequence numbers are still ours to reuse
             for tag in range(first_tag, first_tag + len(confirms)):
                 channel.confirmations.pop(tag, None)
             for confirm in confirms:
                 confirm.cancel()
+            if closed is not None:
+                closed.cancel()
             raise
         channel.delivery_tag = first_tag + len(messages) - 1
         try:
-            await channel.write_queue.put(frame)
             assert frame.drain_future is not None
             await frame.drain_future
         except BaseException:
