@@ -22,7 +22,7 @@ from interlock.clock import Clock
 from interlock.definitions import VersionCache
 from interlock.outbox import OutboxRelay
 from interlock.store.approvals import Approvals
-from interlock.store.boundary import Boundary
+from interlock.store.boundary import Boundary, apply_boundaries
 from interlock.store.engine import raw_connection, transaction
 from interlock.store.executions import Executions
 from interlock.store.tables import ApprovalStatus, TimerKind
@@ -95,9 +95,7 @@ class TimerLoop:
                     resumed.add(row["id"])
                     boundaries.append(boundary)
             if boundaries:
-                await conn.fetchval(
-                    _APPLY_ALL, "[" + ",".join(b.payload() for b in boundaries) + "]"
-                )
+                await apply_boundaries(conn, boundaries)
             await conn.execute(_REMOVE, [t["id"] for t in due])
         return [(TimerKind(t["kind"]), t["due_at"]) for t in due]
 
@@ -231,7 +229,5 @@ LEFT JOIN step_run s ON s.execution_id = t.execution_id AND s.step_id = t.step_i
 ORDER BY e.id
 FOR UPDATE OF e
 """
-
-_APPLY_ALL = "SELECT count(interlock_apply_boundary(b)) FROM jsonb_array_elements($1::jsonb) b"
 
 _REMOVE = "DELETE FROM timer WHERE id = ANY($1::bigint[])"

@@ -23,70 +23,43 @@ _STEP_EVENTS = {
     StepStatus.COMPLETED: LifecycleType.STEP_COMPLETED,
     StepStatus.FAILED: LifecycleType.STEP_FAILED,
 }
-_APPLY_MANY = text(
-    "SELECT count(interlock_apply_boundary(b)) FROM jsonb_array_elements(CAST(:batch AS jsonb)) b"
-)
-
-
-async def apply_all(session: AsyncSession, boundaries: list[Boundary]) -> None:
-    """Apply boundaries in the caller's transaction, all in one statement."""
-    if boundaries:
-        batch = "[" + ",".join(b.payload() for b in boundaries) + "]"
-        await session.execute(_APPLY_MANY, {"batch": batch})
+_APPLY = text("SELECT interlock_apply_boundary(CAST(:boundary AS jsonb))")
 
 
 async def settle_and_resume(
     session: AsyncSession,
     execution: ExecutionRecord,
     *,
-    step_id: str | None,
-    status: StepStatus | None,
+    step_id: str,
+    status: StepStatus,
     now: datetime,
     cause: str,
     output: Any = None,
     error: str | None = None,
 ) -> bool:
-    """Record the paused step's outcome, make the execution pending and queue its run message.
+    """Record the paused step's outcome, make the execution pending and queue its run message,
+    in the caller's transaction.
 
     The caller holds the execution's row lock (so the checks cannot go stale). False if there
-    was nothing to do.
+    was nothing to do: the execution is no longer paused or the step no longer waits.
     """
-    boundary = resume_boundary(
-        execution, step_id=step_id, status=status, now=now, cause=cause, output=output, error=error
-    )
-    if boundary is None:
+    previous = execution.steps.get(step_id)
+    if previous is None:
         return False
-    await apply_all(session, [boundary])
-    return True
-
-
-def resume_boundary(
-    execution: ExecutionRecord,
-    *,
-    step_id: str | None,
-    status: StepStatus | None,
-    now: datetime,
-    cause: str,
-    output: Any = None,
-    error: str | None = None,
-) -> Boundary | None:
-    """The writes that settle a paused step and resume the execution; None if not paused."""
-    waiting: tuple[str, int, StepStatus | None] | None = None
-    if step_id is not None and status is not None:
-        previous = execution.steps.get(step_id)
-        if previous is None:
-            return None
-        waiting = (step_id, previous.position, previous.status)
-    return resume_paused(
+    boundary = resume_paused(
         execution,
         execution.status,
-        waiting=waiting,
+        waiting=(step_id, previous.position, previous.status),
         settle_as=status,
         now=now,
         cause=cause,
         output=output,
         error=error,
     )
+    if boundary is None:
+        return False
+    await session.execute(_APPLY, {"boundary": boundary.payload()})
+    return True
 
 
 @dataclass(frozen=True)
