@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -28,6 +27,7 @@ from resumer.service import ResumerService
 from router.service import RouterService
 from schemas.definition import definition_digest, parse_definition
 from schemas.status import ExecutionStatus
+from tests.support.events import structured_event
 from tests.support.eventually import eventually
 
 
@@ -128,17 +128,8 @@ class Harness:
         exchange: ExchangeName = ExchangeName.EVENTS,
     ) -> str:
         event_id = event_id or str(uuid4())
-        event = {
-            "specversion": "1.0",
-            "id": event_id,
-            "source": source,
-            "type": type_,
-            "time": datetime.now(UTC).isoformat(),
-            "datacontenttype": "application/json",
-            "data": data,
-        }
         await self.publish_raw(
-            orjson.dumps(event),
+            structured_event(type_, data, source=source, event_id=event_id),
             type_,
             exchange,
             content_type="application/cloudevents+json",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
@@ -18,6 +17,7 @@ from aio_pika.abc import (
 )
 
 from interlock.bus.topology import ExchangeName, QueueName, Topology
+from tests.support.events import structured_event
 from tests.support.eventually import eventually
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
@@ -70,16 +70,8 @@ class OutsideClient:
     ) -> str:
         """Publish a structured-mode CloudEvent with routing key = type; returns its id."""
         event_id = str(uuid4())
-        event = {
-            "specversion": "1.0",
-            "id": event_id,
-            "source": source,
-            "type": type_,
-            "time": datetime.now(UTC).isoformat(),
-            "datacontenttype": "application/json",
-            "data": data,
-        }
-        await self.publish_raw(orjson.dumps(event), type_, exchange)
+        body = structured_event(type_, data, source=source, event_id=event_id)
+        await self.publish_raw(body, type_, exchange)
         return event_id
 
     async def subscribe(self, exchange: ExchangeName, routing_key: str) -> AbstractQueue:
