@@ -23,14 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from executor.actions import ActionContext, ActionRegistry, OutgoingEvent
 from executor.attempt import Outcome, run_attempt
 from executor.plan import FailStep, Finish, RunStep, SkipStep, Waiting, next_move
-from executor.retry import attempts_left, retry_delay
 from executor.scope import StepsLookup, run_variables
 from interlock.batching import Batcher
 from interlock.bus.codec import decode_model, encode_cloudevent
-from interlock.bus.publisher import OutgoingMessage
+from interlock.bus.message import OutgoingMessage
 from interlock.bus.topology import ExchangeName
 from interlock.clock import Clock
 from interlock.definitions import VersionCache
+from interlock.engine.backoff import attempts_left, retry_delay
 from interlock.errors import DeadLetterReason, InvalidInput
 from interlock.lifecycle import lifecycle_message
 from interlock.outbox import OutboxRelay

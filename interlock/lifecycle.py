@@ -8,8 +8,7 @@ from uuid import UUID
 
 import orjson
 
-from interlock.bus.publisher import OutgoingMessage
-from interlock.bus.topology import ExchangeName
+from interlock.bus.message import ExchangeName, OutgoingMessage
 from schemas.cloudevent import CONTENT_TYPE
 from schemas.lifecycle import LifecycleType
 
@@ -36,6 +35,7 @@ def lifecycle_message(
     status: str,
     at: datetime,
     step_id: str | None = None,
+    item: int | None = None,
     attempt: int | None = None,
     error: str | None = None,
     details: dict[str, Any] | None = None,
@@ -51,15 +51,21 @@ def lifecycle_message(
         "event_source": execution.event_source,
         "event_id": execution.event_id,
     }
-    for key, value in (("step_id", step_id), ("attempt", attempt), ("error", error)):
+    for key, value in (
+        ("step_id", step_id),
+        ("item", item),
+        ("attempt", attempt),
+        ("error", error),
+    ):
         if value is not None:
             data[key] = value
     if details is not None:
         data["details"] = details
     # deterministic per transition: a republished outbox row repeats its id, a new transition
     # (a second resume, say) gets a new one
+    step = (step_id or "-") if item is None else f"{step_id}[{item}]"
     event_id = ":".join(
-        (str(execution.id), step_id or "-", str(attempt or 0), type_.value, f"{at.timestamp():.6f}")
+        (str(execution.id), step, str(attempt or 0), type_.value, f"{at.timestamp():.6f}")
     )
     event = {
         "specversion": "1.0",

@@ -13,7 +13,8 @@ import structlog
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from interlock.bus.publisher import OutgoingMessage, Publisher
+from interlock.bus.message import OutgoingMessage
+from interlock.bus.publisher import Publisher
 from interlock.bus.topology import ExchangeName
 from interlock.store.engine import raw_connection
 from interlock.store.tables import OutboxMessage, table_of

@@ -6,7 +6,8 @@ from types import MappingProxyType
 from typing import Final
 
 from schemas.expressions import Expression
-from schemas.steps import ActionStep, RetryPolicy, Step
+from schemas.graph import StepGraph, resolve_needs
+from schemas.steps import DEFAULT_MAX_CONCURRENCY, ActionStep, RetryPolicy, Step
 from schemas.templates import Template
 from schemas.workflow import Workflow
 
@@ -28,11 +29,16 @@ class CompiledStep:
 
     index: int
     spec: Step
+    needs: tuple[str, ...]
     guard: Expression | None
     with_: Template | None
     prompt: Template | None
     until: Template | None
+    for_each: Template | None
+    max_concurrency: int
     retry: RetryPolicy
+    continue_on_failure: bool
+    action: str | None  # None for approval and wait steps
 
     @property
     def id(self) -> str:
@@ -45,6 +51,7 @@ class CompiledWorkflow:
     triggers: tuple[CompiledTrigger, ...]
     steps: tuple[CompiledStep, ...]
     steps_by_id: Mapping[str, CompiledStep]
+    graph: StepGraph
 
 
 def compile_workflow(wf: Workflow) -> CompiledWorkflow:
@@ -53,24 +60,41 @@ def compile_workflow(wf: Workflow) -> CompiledWorkflow:
         CompiledTrigger(index, trigger.on, _maybe(trigger.if_))
         for index, trigger in enumerate(wf.triggers)
     )
-    steps = tuple(_compile_step(index, step, wf.retry) for index, step in enumerate(wf.steps))
+    ids = [step.id for step in wf.steps]
+    needs = resolve_needs(ids, [step.needs for step in wf.steps])
+    graph = StepGraph.build(ids, needs)
+    steps = tuple(
+        _compile_step(index, step, graph.needs[step.id], wf.retry)
+        for index, step in enumerate(wf.steps)
+    )
     by_id = MappingProxyType({step.id: step for step in steps})
-    return CompiledWorkflow(wf, triggers, steps, by_id)
+    return CompiledWorkflow(wf, triggers, steps, by_id, graph)
 
 
-def _compile_step(index: int, step: Step, default_retry: RetryPolicy | None) -> CompiledStep:
+def _compile_step(
+    index: int, step: Step, needs: tuple[str, ...], default_retry: RetryPolicy | None
+) -> CompiledStep:
     templates = {path: Template.compile(value, path) for path, value in step.templates().items()}
     retry = NO_RETRY
+    action = None
+    max_concurrency = DEFAULT_MAX_CONCURRENCY
     if isinstance(step, ActionStep):
         retry = step.retry or default_retry or NO_RETRY
+        action = step.action
+        max_concurrency = step.max_concurrency or DEFAULT_MAX_CONCURRENCY
     return CompiledStep(
         index=index,
         spec=step,
+        needs=needs,
         guard=_maybe(step.if_),
         with_=templates.get("with"),
         prompt=templates.get("approval.prompt"),
         until=templates.get("wait.until"),
+        for_each=templates.get("for_each"),
+        max_concurrency=max_concurrency,
         retry=retry,
+        continue_on_failure=step.continue_on_failure,
+        action=action,
     )
 
 

@@ -22,6 +22,7 @@ class LifecycleType(StrEnum):
     STEP_FAILED = "interlock.step.failed"
     STEP_SKIPPED = "interlock.step.skipped"
     STEP_RETRYING = "interlock.step.retrying"
+    STEP_WAITING = "interlock.step.waiting"
     DECISION_REJECTED = "interlock.approval.decision_rejected"
 
 
@@ -38,6 +39,7 @@ class LifecycleData(BaseModel):
     event_source: str
     event_id: str
     step_id: str | None = None
+    item: int | None = None  # a for_each item's index
     attempt: int | None = None
     error: str | None = None
     details: dict[str, Any] | None = None

@@ -20,6 +20,7 @@ from pydantic import (
 from schemas.durations import Duration, format_duration, parse_duration
 
 __all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
     "STEP_KINDS",
     "ActionStep",
     "Approval",
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 MAX_DURATION: Final = timedelta(days=365)
+DEFAULT_MAX_CONCURRENCY: Final = 10
 _STEP_ID: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
@@ -95,8 +97,16 @@ class OnReject(StrEnum):
     FAIL = "fail"
 
 
+def _unique(value: tuple[str, ...]) -> tuple[str, ...]:
+    if twice := sorted({v for v in value if value.count(v) > 1}):
+        raise ValueError(f"lists {', '.join(repr(v) for v in twice)} more than once")
+    return value
+
+
 class _StepBase(DslModel):
     id: StepId
+    # None: the step listed before it; []: none, it starts with the execution
+    needs: Annotated[tuple[StepId, ...], AfterValidator(_unique)] | None = None
     if_: str | None = Field(default=None, alias="if", min_length=1)
     continue_on_failure: bool = False
 
@@ -106,15 +116,30 @@ class _StepBase(DslModel):
 
 
 class ActionStep(_StepBase):
-    """Runs a registered action with `with` rendered as its input; the only step that retries."""
+    """Runs a registered action with `with` rendered as its input; the only step that retries.
+
+    With `for_each` it runs once per item of the list the template gives, each item with its
+    own checkpoint and attempts, at most `max_concurrency` at a time.
+    """
 
     action: str = Field(min_length=1, max_length=200)
     with_: dict[str, JsonValue] = Field(default_factory=dict, alias="with")
     timeout: PositiveDuration | None = None
     retry: RetryPolicy | None = None
+    for_each: Annotated[str, Field(min_length=1)] | list[JsonValue] | None = None
+    max_concurrency: int | None = Field(default=None, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _concurrency_needs_for_each(self) -> Self:
+        if self.max_concurrency is not None and self.for_each is None:
+            raise ValueError("max_concurrency applies only to a step with for_each")
+        return self
 
     def templates(self) -> dict[str, JsonValue]:
-        return {"with": self.with_}
+        found: dict[str, JsonValue] = {"with": self.with_}
+        if self.for_each is not None:
+            found["for_each"] = self.for_each
+        return found
 
 
 class Approval(DslModel):

@@ -1,13 +1,14 @@
 """The workflow definition root: Workflow, Trigger, and the checks that span steps."""
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Annotated, Final, NamedTuple, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
 from schemas.expressions import Expression, ExpressionSyntaxError
-from schemas.steps import DslModel, RetryPolicy, Step
+from schemas.graph import CycleError, StepGraph, find_cycle, resolve_needs
+from schemas.steps import ActionStep, DslModel, RetryPolicy, Step
 from schemas.templates import Template
 
 __all__ = ["Problem", "RetryPolicy", "Trigger", "Workflow", "WorkflowProblems", "describe_location"]
@@ -81,7 +82,7 @@ class WorkflowProblems(ValueError):
 
 
 class Workflow(DslModel):
-    """A versioned definition: triggers start it, steps run in order."""
+    """A versioned definition: triggers start it; steps run as their `needs` allow."""
 
     name: Annotated[str, AfterValidator(_workflow_name)]
     description: str | None = None
@@ -114,20 +115,92 @@ def _trigger_problems(triggers: Sequence[Trigger]) -> Iterator[Problem]:
 
 
 def _step_problems(steps: Sequence[Step]) -> Iterator[Problem]:
-    all_ids = {step.id for step in steps}
-    earlier: dict[str, int] = {}
-    for index, step in enumerate(steps):
-        if step.id in earlier:
-            message = f"duplicate step id (also steps[{earlier[step.id]}])"
+    ids = [step.id for step in steps]
+    first_index: dict[str, int] = {}
+    for index, step_id in enumerate(ids):
+        if step_id in first_index:
+            message = f"duplicate step id (also steps[{first_index[step_id]}])"
             yield Problem(("steps", index, "id"), message)
+        first_index.setdefault(step_id, index)
+    yield from _needs_problems(steps, first_index)
+    ancestors = _ancestors(steps)
+    explicit = any(step.needs is not None for step in steps)
+    for index, step in enumerate(steps):
         located, problems = _compile_step(index, step)
         yield from problems
+        before = ancestors.get(step.id) if ancestors is not None else None
         for path, expression in located:
-            for ref in sorted(expression.step_references() - earlier.keys()):
-                hint = "" if ref in all_ids else f" (there is no step {ref!r})"
+            for ref in sorted(expression.step_references()):
+                if before is not None and ref in before:
+                    continue
+                if before is None and ref in first_index and ref != step.id:
+                    continue  # the graph itself is broken: reported above
+                hint = (
+                    f" (there is no step {ref!r})"
+                    if ref not in first_index
+                    else " (not among the steps it needs, directly or through others)"
+                    if explicit and ref != step.id
+                    else ""
+                )
                 message = f"step {step.id!r} refers to step {ref!r} which does not run before it"
                 yield Problem(("steps", index, path), message + hint)
-        earlier.setdefault(step.id, index)
+            yield from _item_problems(index, step, path, expression)
+
+
+def _needs_problems(steps: Sequence[Step], known: Mapping[str, int]) -> Iterator[Problem]:
+    for index, step in enumerate(steps):
+        for position, need in enumerate(step.needs or ()):
+            loc = ("steps", index, "needs", position)
+            if need == step.id:
+                yield Problem(loc, "a step cannot need itself")
+            elif need not in known:
+                yield Problem(loc, f"there is no step {need!r}")
+    graph = _clean_needs(steps)
+    if (cycle := find_cycle(graph)) is not None:
+        index = next(i for i, step in enumerate(steps) if step.id == cycle[0])
+        yield Problem(("steps", index, "needs"), "needs form a cycle: " + " -> ".join(cycle))
+
+
+def _clean_needs(steps: Sequence[Step]) -> dict[str, list[str]]:
+    """Resolved needs without the unknown and self references (reported on their own)."""
+    ids = [step.id for step in steps]
+    known = set(ids)
+    resolved = resolve_needs(ids, [step.needs for step in steps])
+    graph: dict[str, list[str]] = {}
+    for step_id, needs in zip(ids, resolved, strict=True):
+        graph.setdefault(step_id, [n for n in needs if n in known and n != step_id])
+    return graph
+
+
+def _ancestors(steps: Sequence[Step]) -> Mapping[str, frozenset[str]] | None:
+    """Every step's ancestors, or None when the graph is broken (duplicates, cycles)."""
+    ids = [step.id for step in steps]
+    if len(set(ids)) != len(ids):
+        return None
+    graph = _clean_needs(steps)
+    try:
+        return StepGraph.build(ids, [graph[i] for i in ids]).ancestors
+    except (CycleError, KeyError):
+        return None
+
+
+_ITEM_NAMES: Final = ("item", "index")
+_MACRO_VARIABLE: Final = re.compile(
+    r"\b(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,"
+)
+
+
+def _item_problems(index: int, step: Step, path: str, expression: Expression) -> Iterator[Problem]:
+    """`item` and `index` exist only inside a for_each step's own templates (not its list)."""
+    in_list = path == "for_each" or path.startswith("for_each[")
+    if isinstance(step, ActionStep) and step.for_each is not None and not in_list:
+        return
+    bound = set(_MACRO_VARIABLE.findall(expression.source))
+    for name in _ITEM_NAMES:
+        if name in expression.references() and name not in bound:
+            where = "in the for_each list itself" if in_list else "outside for_each"
+            message = f"{name!r} is only defined in a step's for_each items, not {where}"
+            yield Problem(("steps", index, path), message)
 
 
 def _compile_step(index: int, step: Step) -> tuple[list[tuple[str, Expression]], list[Problem]]:

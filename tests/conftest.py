@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -13,6 +15,12 @@ from interlock.store.migrate import upgrade_async
 from tests.support.infra import postgres_server, rabbitmq_server, unique
 
 pytest_plugins = ["tests.support.process_fixtures"]
+
+# `make test` explores the same examples on every run (a failure is a failure, not luck);
+# HYPOTHESIS_PROFILE=thorough explores ten times as many, new ones each time
+hypothesis_settings.register_profile("default", max_examples=300, derandomize=True)
+hypothesis_settings.register_profile("thorough", max_examples=3000)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,8 @@ import aio_pika
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
-from interlock.bus.publisher import OutgoingMessage, Publisher
+from interlock.bus.message import OutgoingMessage
+from interlock.bus.publisher import Publisher
 from interlock.bus.topology import ExchangeName, Topology
 from schemas.cloudevent import CONTENT_TYPE
 

@@ -8,8 +8,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from interlock.bus.publisher import OutgoingMessage
-from interlock.bus.topology import RUN_EXECUTION_KEY, ExchangeName
+from interlock.bus.message import RUN_EXECUTION_KEY, ExchangeName, OutgoingMessage
 from interlock.errors import DeadLetterReason, InvalidInput
 from schemas.cloudevent import CONTENT_TYPE, CloudEvent
 from schemas.messages import RunExecution

@@ -7,7 +7,8 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from interlock.bus.publisher import OutgoingMessage, Publisher
+from interlock.bus.message import OutgoingMessage
+from interlock.bus.publisher import Publisher
 from interlock.bus.topology import ExchangeName
 from interlock.errors import DeadLetterReason
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import aio_pika
@@ -15,6 +14,7 @@ from aiormq.abc import ChannelFrame
 from pamqp import commands as spec
 
 from interlock.bus.frames import publish_frames
+from interlock.bus.message import OutgoingMessage
 from interlock.bus.topology import ExchangeName, Topology
 
 CONFIRM_TIMEOUT = timedelta(seconds=30)
@@ -23,17 +23,6 @@ _BROADCAST = frozenset({ExchangeName.EVENTS, ExchangeName.LIFECYCLE})
 
 class NotConfirmed(Exception):
     """The broker nacked or returned a message of a batch: the batch is not published."""
-
-
-@dataclass(frozen=True)
-class OutgoingMessage:
-    exchange: ExchangeName
-    routing_key: str
-    body: bytes
-    message_id: str
-    content_type: str = "application/json"
-    headers: Mapping[str, Any] = field(default_factory=dict)
-    timestamp: datetime | None = None
 
 
 def _mandatory(exchange: ExchangeName) -> bool:

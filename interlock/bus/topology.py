@@ -6,34 +6,33 @@ No exchange or queue name is spelled anywhere else: services ask the topology.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel
 
-RUN_EXECUTION_KEY = "execution.run"
-DECISION_TYPE = "interlock.approval.decided"
-CANCEL_TYPE = "interlock.execution.cancel"
+from interlock.bus.message import (
+    CANCEL_TYPE,
+    DECISION_TYPE,
+    RUN_EXECUTION_KEY,
+    ExchangeName,
+    QueueName,
+)
 
-
-class ExchangeName(StrEnum):
-    """Logical exchanges; the outbox stores these, the topology turns them into names."""
-
-    EVENTS = "events"
-    LIFECYCLE = "lifecycle"
-    EXECUTIONS = "executions"
-    DECISIONS = "decisions"
-    COMMANDS = "commands"
-    DEAD = "dead"
-
-
-class QueueName(StrEnum):
-    ROUTER = "router"
-    EXECUTIONS = "executions"
-    DECISIONS = "resumer.decisions"
-    COMMANDS = "resumer.commands"
-    DEAD = "dead"
+__all__ = [
+    "BINDINGS",
+    "CANCEL_TYPE",
+    "DECISION_TYPE",
+    "RUN_EXECUTION_KEY",
+    "Binding",
+    "Exchange",
+    "ExchangeName",
+    "Queue",
+    "QueueName",
+    "Topology",
+    "declare",
+    "delete",
+]
 
 
 @dataclass(frozen=True)

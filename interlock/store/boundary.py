@@ -18,7 +18,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from interlock.bus.publisher import OutgoingMessage
+from interlock.bus.message import OutgoingMessage
 from interlock.store.executions import (
     Claim,
     ClaimOutcome,

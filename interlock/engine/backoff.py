@@ -12,12 +12,12 @@ def retry_delay(
     policy: RetryPolicy,
     failed_attempt: int,
     *,
-    rng: random.Random,
+    rng: random.Random | None,
     floor: timedelta | None = None,
 ) -> timedelta:
     base = policy.backoff.total_seconds() * 2 ** max(failed_attempt - 1, 0)
     delay = min(base, policy.max_backoff.total_seconds())
-    if policy.jitter:
+    if policy.jitter and rng is not None:
         delay *= 1 + policy.jitter * rng.uniform(-1.0, 1.0)
     if floor is not None:
         delay = max(delay, floor.total_seconds())

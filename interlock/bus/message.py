@@ -1,0 +1,46 @@
+"""What our services publish, as plain values: logical exchanges, routing keys, one message.
+
+Kept free of the broker client so the pure core can build messages without importing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+RUN_EXECUTION_KEY = "execution.run"
+DECISION_TYPE = "interlock.approval.decided"
+CANCEL_TYPE = "interlock.execution.cancel"
+
+
+class ExchangeName(StrEnum):
+    """Logical exchanges; the outbox stores these, the topology turns them into names."""
+
+    EVENTS = "events"
+    LIFECYCLE = "lifecycle"
+    EXECUTIONS = "executions"
+    DECISIONS = "decisions"
+    COMMANDS = "commands"
+    DEAD = "dead"
+
+
+class QueueName(StrEnum):
+    ROUTER = "router"
+    EXECUTIONS = "executions"
+    DECISIONS = "resumer.decisions"
+    COMMANDS = "resumer.commands"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    exchange: ExchangeName
+    routing_key: str
+    body: bytes
+    message_id: str
+    content_type: str = "application/json"
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    timestamp: datetime | None = None
