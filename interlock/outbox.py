@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import asyncpg
 import orjson
 import structlog
-from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.bus.message import OutgoingMessage
 from interlock.bus.publisher import Publisher
@@ -44,27 +42,6 @@ def _message(row: asyncpg.Record) -> OutgoingMessage:
         content_type=row["content_type"],
         headers=headers or {},
         timestamp=row["created_at"],
-    )
-
-
-async def add(session: AsyncSession, messages: Sequence[OutgoingMessage], now: datetime) -> None:
-    """Write messages in the caller's transaction; nothing is published unless it commits."""
-    if not messages:
-        return
-    await session.execute(
-        insert(_table),
-        [
-            {
-                "exchange": m.exchange.value,
-                "routing_key": m.routing_key,
-                "message_id": m.message_id,
-                "content_type": m.content_type,
-                "headers": dict(m.headers) or None,
-                "body": m.body,
-                "created_at": now,
-            }
-            for m in messages
-        ],
     )
 
 

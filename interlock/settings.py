@@ -58,10 +58,15 @@ class RouterSettings(BaseModel):
 
 
 class ExecutorSettings(BaseModel):
+    # executions one process runs at a time (unset: INTERLOCK_AMQP_PREFETCH)
     prefetch: int | None = Field(default=None, ge=1, le=10_000)
     actions: list[str] = Field(default_factory=list)  # modules that register user actions
     lifecycle_steps: bool = True  # publish interlock.step.* events (execution events always go)
     default_step_timeout: Duration = timedelta(minutes=5)
+    # an executor renews its executions' leases a third of this apart; one it stops renewing
+    # (killed, frozen, cut off) is taken over once the lease has run out
+    lease: Duration = timedelta(seconds=30)
+    max_items: int = Field(default=1000, ge=1, le=100_000)  # the longest list a for_each runs
 
 
 class ResumerSettings(BaseModel):
@@ -69,9 +74,12 @@ class ResumerSettings(BaseModel):
     # smaller one holds its executions' row locks for less time
     timer_batch: int = Field(default=500, ge=1)
     max_timer_sleep: Duration = timedelta(seconds=30)
-    # an execution untouched this long with no live owner is handed back to the executors
+    # a pending execution nobody picked up for this long gets its run message again; a
+    # running one whose owner made no progress this long is counted as stuck
     stuck_after: Duration = timedelta(seconds=60)
-    reconcile_every: Duration = timedelta(seconds=10)
+    # how often each resumer hands back executions whose owner is gone (lease run out, or
+    # the owner's process died)
+    reconcile_every: Duration = timedelta(seconds=2)
 
 
 class TelemetrySettings(BaseModel):

@@ -1,8 +1,9 @@
-"""Durable timers: sleep until the next one is due, claim due ones, fire each exactly once.
+"""Durable timers: sleep until the next one is due, then fire due ones, each exactly once.
 
-Several resumers share the table: claims use FOR UPDATE SKIP LOCKED and a timer row is deleted
-in the transaction that acts on it, so it fires once even if a resumer dies mid-batch (its
-transaction rolls back and the timer is claimed again).
+A batch is one transaction: it locks the executions that have due timers (skipping those
+another resumer or a writer holds), reads them, lets the core decide what each timer does,
+and applies that through the write path, which deletes each fired timer with its effects. A
+resumer that dies mid-batch rolls it all back, and the timers fire from the next one.
 """
 
 from __future__ import annotations
@@ -11,26 +12,27 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from uuid import UUID
 
 import asyncpg
 import structlog
-from sqlalchemy import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.clock import Clock
-from interlock.definitions import VersionCache
+from interlock.engine.decide import decide
+from interlock.engine.inputs import TimerFired
+from interlock.engine.state import ApprovalState, ExecutionState, TimerState
+from interlock.engine.writes import Decision
 from interlock.outbox import OutboxRelay
-from interlock.store.approvals import Approvals
-from interlock.store.boundary import Boundary, apply_boundaries
-from interlock.store.engine import raw_connection, transaction
-from interlock.store.executions import Executions
-from interlock.store.tables import ApprovalStatus, TimerKind
-from interlock.store.timers import NOTIFY_CHANNEL, TimerRecord, Timers
+from interlock.steering import Steering
+from interlock.store.apply import Result, apply_many, payload
+from interlock.store.engine import raw_connection
+from interlock.store.listen import listen
+from interlock.store.state import load_approvals, load_states
+from interlock.store.timers import NOTIFY_CHANNEL
 from interlock.telemetry.metrics import Metrics
-from resumer.resume import ExecutionRow, resume_paused, settle_and_resume
-from schemas.status import ExecutionStatus, StepStatus
-from schemas.steps import ApprovalStep, OnTimeout
+from interlock.telemetry.observe import observe_decision
+from schemas.compiled import CompiledWorkflow
+from schemas.status import TimerKind
 
 log = structlog.get_logger(__name__)
 
@@ -38,8 +40,7 @@ log = structlog.get_logger(__name__)
 @dataclass(frozen=True)
 class TimerDeps:
     engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    definitions: VersionCache
+    steering: Steering
     metrics: Metrics
     clock: Clock
     relay: OutboxRelay
@@ -58,92 +59,59 @@ class TimerLoop:
 
     async def tick(self) -> int:
         """Fire one batch of due timers; returns how many fired."""
-        now = self._d.clock.now()
-        fired = await self._resume_due(now) + await self._expire_due(now)
-        if fired:
-            self._d.relay.notify()
-            for kind, due_at in fired:
-                self._d.metrics.timer_lateness.observe(max((now - due_at).total_seconds(), 0.0))
-                self._d.metrics.timers_fired.labels(kind=kind.value).inc()
-        return len(fired)
-
-    async def _resume_due(self, now: datetime) -> list[tuple[TimerKind, datetime]]:
-        """Due waits and retries: each resumes its execution; one transaction, four statements.
-
-        Lock order as everywhere: the timers (skipping those another resumer holds), then
-        their executions in id order; the step rows are read under the execution's lock.
-        """
-        async with raw_connection(self._d.engine) as conn, conn.transaction():
-            due = await conn.fetch(_CLAIM_RESUMES, now, self._d.batch)
-            if not due:
-                return []
-            locked = await conn.fetch(
-                _LOCK_PAUSED,
-                [t["execution_id"] for t in due],
-                [t["step_id"] for t in due],
+        d = self._d
+        now = d.clock.now()
+        async with raw_connection(d.engine) as conn, conn.transaction():
+            executions = [r["id"] for r in await conn.fetch(_LOCK_DUE, now, d.batch)]
+            if not executions:
+                return 0
+            timers = [_timer(r) for r in await conn.fetch(_DUE, executions, now)]
+            states = await load_states(conn, executions)
+            approvals = await load_approvals(
+                conn, [t.approval_id for t in timers if t.approval_id is not None]
             )
-            state = {(r["id"], r["step_id"]): r for r in locked}
-            boundaries: list[Boundary] = []
-            resumed: set[UUID] = set()
-            for timer in due:
-                row = state.get((timer["execution_id"], timer["step_id"]))
-                # one pause has one timer; a second one for the same execution is void
-                if row is None or row["id"] in resumed:
-                    continue
-                boundary = _fire(TimerKind(timer["kind"]), timer["due_at"], row, now)
-                if boundary is not None:
-                    resumed.add(row["id"])
-                    boundaries.append(boundary)
-            if boundaries:
-                await apply_boundaries(conn, boundaries)
-            await conn.execute(_REMOVE, [t["id"] for t in due])
-        return [(TimerKind(t["kind"]), t["due_at"]) for t in due]
+            decided: list[tuple[CompiledWorkflow, Decision, ExecutionState]] = []
+            for execution_id in executions:
+                state = states[execution_id]
+                workflow = await d.steering.workflow(state.version_id)
+                mine = [t for t in timers if t.execution_id == execution_id]
+                decided.append((workflow, self._fire(workflow, state, mine, approvals, now), state))
+            bodies = [payload(dec, wf, now=now, revision=st.revision) for wf, dec, st in decided]
+            answers = await apply_many(conn, bodies)
+        for (workflow, decision, _), answer in zip(decided, answers, strict=True):
+            if answer.result is Result.OK:
+                observe_decision(d.metrics, workflow, decision)
+        d.relay.notify()
+        for timer in timers:
+            d.metrics.timer_lateness.observe(max((now - timer.due_at).total_seconds(), 0.0))
+            d.metrics.timers_fired.labels(kind=timer.kind.value).inc()
+        return len(timers)
 
-    async def _expire_due(self, now: datetime) -> list[tuple[TimerKind, datetime]]:
-        """Due approval timeouts: each settles its approval as the workflow says."""
-        async with transaction(self._d.sessions) as session:
-            timers = Timers(session)
-            due = await timers.claim_due(now, self._d.batch, kind=TimerKind.APPROVAL_TIMEOUT)
-            # lock order everywhere: timer -> approval -> execution, so no two paths deadlock
-            for timer in due:
-                await self._expire(session, timer, now)
-            await timers.remove([t.id for t in due])
-        return [(t.kind, t.due_at) for t in due]
-
-    async def _expire(self, session: AsyncSession, timer: TimerRecord, now: datetime) -> None:
-        assert timer.approval_id is not None
-        approvals = Approvals(session)
-        approval = await approvals.get(timer.approval_id, lock=True)
-        if approval is None or approval.status is not ApprovalStatus.PENDING:
-            return
-        execution = await Executions(session).load(timer.execution_id, lock=True)
-        if execution is None or execution.status is not ExecutionStatus.PAUSED:
-            return
-        await approvals.decide(approval.id, status=ApprovalStatus.EXPIRED, now=now)
-        workflow = await self._d.definitions.get(session, execution.version_id)
-        spec = workflow.steps_by_id[timer.step_id].spec
-        fail = isinstance(spec, ApprovalStep) and spec.approval.on_timeout is OnTimeout.FAIL
-        await settle_and_resume(
-            session,
-            execution,
-            step_id=timer.step_id,
-            status=StepStatus.FAILED if fail else StepStatus.COMPLETED,
-            now=now,
-            cause=f"approval {approval.id} expired at {approval.expires_at.isoformat()}",
-            output={
-                "decision": "expired",
-                "decided_by": None,
-                "comment": None,
-                "data": None,
-                "decided_at": now.isoformat(),
-                "approval_id": approval.id,
-            },
-            error="approval expired" if fail else None,
-        )
+    def _fire(
+        self,
+        workflow: CompiledWorkflow,
+        state: ExecutionState,
+        timers: list[TimerState],
+        approvals: dict[str, ApprovalState],
+        now: datetime,
+    ) -> Decision:
+        """Every due timer of one execution, in due order, as one decision."""
+        context = self._d.steering.context(state, now)
+        decision: Decision | None = None
+        for timer in timers:
+            approval = approvals.get(timer.approval_id or "")
+            fired = TimerFired(timer, approval)
+            later = decide(workflow, decision.state if decision else state, fired, context)
+            if decision is None:
+                decision = later
+            else:
+                decision.extend(later)
+        assert decision is not None
+        return decision
 
     async def _sleep_time(self) -> float:
-        async with self._d.sessions() as session:
-            next_due = await Timers(session).next_due()
+        async with raw_connection(self._d.engine) as conn:
+            next_due: datetime | None = await conn.fetchval("SELECT min(due_at) FROM timer")
         limit = self._d.max_sleep.total_seconds()
         if next_due is None:
             return limit
@@ -171,63 +139,35 @@ class TimerLoop:
                     await asyncio.wait_for(self._wake.wait(), delay)
 
     async def listen(self) -> None:
-        """Wake on NOTIFY from whoever creates a timer; reconnect if the connection drops."""
-        url = make_url(self._d.database_url).set(drivername="postgresql")
-        dsn = url.render_as_string(hide_password=False)
-        while True:
-            try:
-                conn = await asyncpg.connect(dsn)
-            except Exception as exc:
-                log.warning("timers.listen_failed", error=str(exc))
-                await asyncio.sleep(1.0)
-                continue
-            lost = asyncio.Event()
-            try:
-                await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
-                conn.add_termination_listener(lambda *_, lost=lost: lost.set())
-                self._wake.set()  # timers may have been created while we were not listening
-                await lost.wait()
-            finally:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-            log.warning("timers.listen_lost")
+        """Wake on NOTIFY from whoever creates a timer; look again after every reconnect."""
+        await listen(self._d.database_url, NOTIFY_CHANNEL, lambda _: self.wake(), self.wake)
 
 
-def _fire(kind: TimerKind, due_at: datetime, row: asyncpg.Record, now: datetime) -> Boundary | None:
-    """What a due wait or retry timer writes (nothing if the pause is already over)."""
-    facts = ExecutionRow.of(row)
-    status = ExecutionStatus(row["status"])
-    if kind is TimerKind.WAIT:
-        step_status = StepStatus(row["step_status"]) if row["step_status"] else None
-        return resume_paused(
-            facts,
-            status,
-            waiting=(row["step_id"], row["position"], step_status),
-            settle_as=StepStatus.COMPLETED,
-            now=now,
-            cause=f"wait until {due_at.isoformat()} is over",
-            output={"until": due_at.isoformat(), "fired_at": now.isoformat()},
-        )
-    return resume_paused(
-        facts, status, waiting=None, now=now, cause=f"retry of step {row['step_id']} is due"
+def _timer(row: asyncpg.Record) -> TimerState:
+    return TimerState(
+        id=row["id"],
+        execution_id=row["execution_id"],
+        step_id=row["step_id"],
+        item=row["item"],
+        kind=TimerKind(row["kind"]),
+        due_at=row["due_at"],
+        approval_id=row["approval_id"],
     )
 
 
-_CLAIM_RESUMES = """
-SELECT id, execution_id, step_id, kind::text AS kind, due_at FROM timer
-WHERE due_at <= $1 AND kind <> 'approval_timeout'
-ORDER BY due_at LIMIT $2
-FOR UPDATE SKIP LOCKED
-"""
-
-_LOCK_PAUSED = """
-SELECT e.id, e.status::text AS status, e.workflow, e.version, e.event_source, e.event_id,
-       t.step_id, s.status::text AS step_status, s.position
-FROM unnest($1::uuid[], $2::text[]) AS t(execution_id, step_id)
-JOIN execution e ON e.id = t.execution_id
-LEFT JOIN step_run s ON s.execution_id = t.execution_id AND s.step_id = t.step_id
+# executions with due timers, locked in id order; one that someone else holds is left for
+# the next tick rather than waited for
+_LOCK_DUE = """
+SELECT e.id FROM execution e
+WHERE e.id IN (
+    SELECT execution_id FROM timer WHERE due_at <= $1 ORDER BY due_at LIMIT $2
+)
 ORDER BY e.id
-FOR UPDATE OF e
+FOR UPDATE OF e SKIP LOCKED
 """
 
-_REMOVE = "DELETE FROM timer WHERE id = ANY($1::bigint[])"
+_DUE = """
+SELECT id, execution_id, step_id, item, kind::text AS kind, due_at, approval_id FROM timer
+WHERE execution_id = ANY($1::uuid[]) AND due_at <= $2
+ORDER BY due_at, id
+"""

@@ -11,9 +11,13 @@ from sqlalchemy import func, select
 from interlock.bus.consumer import Consumer
 from interlock.bus.topology import QueueName
 from interlock.definitions import VersionCache
+from interlock.engine.draft import EngineSettings
 from interlock.runtime import Runtime
+from interlock.steering import Steering
+from interlock.store.committer import Committer
 from interlock.store.ownership import lock_class
 from interlock.store.tables import Execution, OutboxMessage, Timer, table_of
+from interlock.telemetry.metrics import BatchOperation
 from resumer.fire_timers import TimerDeps, TimerLoop
 from resumer.handle_cancel import CancelHandler
 from resumer.handle_decision import DecisionHandler, ResumerDeps
@@ -34,11 +38,23 @@ class ResumerService:
 
     async def start(self, runtime: Runtime) -> None:
         settings = runtime.settings
-        definitions = VersionCache()
-        deps = ResumerDeps(
+        batches = runtime.metrics.db_batch
+        committer = Committer(runtime.engine, batches.labels(BatchOperation.DECIDE).observe)
+        steering = Steering(
             engine=runtime.engine,
             sessions=runtime.sessions,
-            definitions=definitions,
+            definitions=VersionCache(),
+            clock=runtime.clock,
+            apply=committer.submit,
+            settings=EngineSettings(
+                lifecycle_steps=settings.executor.lifecycle_steps,
+                max_items=settings.executor.max_items,
+            ),
+        )
+        deps = ResumerDeps(
+            engine=runtime.engine,
+            steering=steering,
+            committer=committer,
             metrics=runtime.metrics,
             clock=runtime.clock,
             relay=runtime.relay,
@@ -47,8 +63,7 @@ class ResumerService:
         self.timers = TimerLoop(
             TimerDeps(
                 engine=runtime.engine,
-                sessions=runtime.sessions,
-                definitions=definitions,
+                steering=steering,
                 metrics=runtime.metrics,
                 clock=runtime.clock,
                 relay=runtime.relay,
@@ -62,7 +77,8 @@ class ResumerService:
         runtime.spawn(self._gauges(runtime), "resumer-gauges")
         self.reconciler = Reconciler(
             ReconcileDeps(
-                sessions=runtime.sessions,
+                engine=runtime.engine,
+                steering=steering,
                 metrics=runtime.metrics,
                 clock=runtime.clock,
                 relay=runtime.relay,

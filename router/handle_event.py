@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
 
-import orjson
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,9 +16,8 @@ from interlock.bus.codec import decode_cloudevent, encode_run
 from interlock.clock import Clock
 from interlock.errors import DeadLetterReason, InvalidInput
 from interlock.outbox import OutboxRelay
-from interlock.store.boundary import outbox_json
 from interlock.store.engine import raw_connection
-from interlock.store.executions import NewExecution
+from interlock.store.routing import NewExecution, route_events, route_payload
 from interlock.telemetry.metrics import BatchOperation, Metrics
 from router.definitions import Definitions
 from schemas.messages import RunReason
@@ -78,33 +76,20 @@ class EventHandler:
                     version_id=t.version_id,
                     version=t.version,
                     trigger_index=t.trigger_index,
-                    event=scope,
-                    event_source=event.source,
-                    event_id=event.id,
                     cause=f"event {event.type} {event.source}/{event.id} matched trigger "
                     f"{t.trigger_index} ({t.pattern})",
                 )
                 for t in result.matches
             ]
             # dedupe row, executions and their start messages commit together or not at all
-            payload = {
-                "now": now.isoformat(),
-                "source": event.source,
-                "id": event.id,
-                "event": scope,
-                "executions": [
-                    {
-                        "id": str(r.id),
-                        "workflow": r.workflow,
-                        "version_id": r.version_id,
-                        "version": r.version,
-                        "trigger_index": r.trigger_index,
-                        "cause": r.cause,
-                    }
-                    for r in rows
-                ],
-                "outbox": [outbox_json(encode_run(str(r.id), RunReason.START, now)) for r in rows],
-            }
+            payload = route_payload(
+                source=event.source,
+                event_id=event.id,
+                event=scope,
+                executions=rows,
+                outbox=[encode_run(str(r.id), RunReason.START, now) for r in rows],
+                now=now,
+            )
             if not await self._route.submit(payload):
                 d.metrics.events_duplicate.inc()
                 log.info("event.duplicate", source=event.source)
@@ -116,16 +101,5 @@ class EventHandler:
             log.info("event.routed", executions=[str(r.id) for r in rows])
 
     async def _route_batch(self, payloads: Sequence[dict[str, Any]]) -> list[bool]:
-        # a fixed order per batch: two routers given the same events never wait on each other
-        order = sorted(
-            range(len(payloads)), key=lambda i: (payloads[i]["source"], payloads[i]["id"])
-        )
         async with raw_connection(self._d.engine) as conn:
-            answers = await conn.fetchval(
-                "SELECT interlock_route_events($1::jsonb)",
-                orjson.dumps([payloads[i] for i in order]).decode(),
-            )
-        routed = [False] * len(payloads)
-        for answer, i in zip(answers, order, strict=True):
-            routed[i] = bool(answer)
-        return routed
+            return await route_events(conn, payloads)

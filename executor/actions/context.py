@@ -35,11 +35,15 @@ class ActionContext:
     version: int
     step_id: str
     attempt: int
-    idempotency_key: str  # f"{execution_id}:{step_id}": the same across attempts and redeliveries
+    # f"{execution_id}:{step_id}" (":{index}" for a for_each item): the same across attempts
+    # and redeliveries
+    idempotency_key: str
     event: Mapping[str, Any]  # the triggering CloudEvent as a dict
     http: httpx.AsyncClient  # owned by the service; actions never close it
     logger: FilteringBoundLogger
     emitted: list[OutgoingEvent] = field(default_factory=list)
+    item: Any = None  # a for_each step's item, and its index in the list
+    index: int | None = None
 
     def emit(self, event: OutgoingEvent) -> None:
         """Queue an event for publication with this attempt's checkpoint."""

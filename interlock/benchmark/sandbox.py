@@ -20,6 +20,7 @@ from interlock.store.migrate import upgrade_async
 _STATE_TABLES = (
     "execution",
     "step_run",
+    "step_item",
     "transition",
     "approval",
     "decision",

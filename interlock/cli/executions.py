@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import orjson
 import typer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from interlock import outbox
-from interlock.bus.codec import encode_run
 from interlock.cli.common import database, emit_json, fail, run, settings, table, when
 from interlock.clock import SystemClock
+from interlock.definitions import VersionCache
+from interlock.engine.inputs import Input, RetryFrom
+from interlock.engine.state import ExecutionState
+from interlock.engine.writes import ExecutionWrite
+from interlock.steering import Steering
+from interlock.store.apply import Applied, apply_one
 from interlock.store.approvals import ApprovalRecord, Approvals
-from interlock.store.engine import transaction
-from interlock.store.executions import ExecutionRecord, Executions, StepWrite, TransitionRecord
+from interlock.store.engine import raw_connection
+from interlock.store.executions import ExecutionRecord, Executions, TransitionRecord
 from interlock.store.ownership import lock_class
 from interlock.store.tables import ApprovalStatus
 from interlock.store.timers import TimerRecord, Timers
 from interlock.store.workflows import Workflows
-from schemas.messages import RunReason
-from schemas.status import ExecutionStatus, StepStatus
+from schemas.status import ExecutionStatus
 
 app = typer.Typer(help="Executions and their step timelines.", no_args_is_help=True)
 
@@ -165,8 +169,10 @@ def list_(
         s = settings()
         async with database(s) as sessions, sessions() as session:
             if stuck:
+                now = SystemClock().now()
                 return await Executions(session).stuck(
-                    older_than=SystemClock().now() - s.resumer.stuck_after,
+                    now=now,
+                    older_than=now - s.resumer.stuck_after,
                     lock_class=lock_class(s.namespace),
                     limit=limit,
                 )
@@ -261,75 +267,48 @@ def _short(value: Any, limit: int = 80) -> str:
 def retry(
     execution: str = typer.Argument(..., help="Execution id (or a unique prefix)."),
     from_step: str | None = typer.Option(
-        None, "--from", help="Re-run from this step (default: the step that failed)."
+        None, "--from", help="Re-run from this step (default: the steps that failed)."
     ),
 ) -> None:
     """Re-run a failed or cancelled execution from its failed (or the named) step.
 
-    Steps before it keep their checkpoints and are not run again.
+    Completed steps before it keep their checkpoints and are not run again.
     """
 
     async def go() -> str:
-        async with database(settings()) as sessions, transaction(sessions) as session:
-            execution_id = await resolve(session, execution)
-            executions = Executions(session)
-            record = await executions.load(execution_id, lock=True)
-            assert record is not None
-            if record.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
-                fail(f"only failed or cancelled executions can be retried, not {record.status}")
-            version = await Workflows(session).version(record.version_id)
-            assert version is not None
-            order = [s["id"] for s in version.definition["steps"]]
-            if from_step is not None:
-                if from_step not in order:
-                    fail(f"workflow {record.workflow} v{record.version} has no step {from_step!r}")
-                start = from_step
-            else:
-                unfinished = [
-                    sid
-                    for sid in order
-                    if record.steps.get(sid) is None
-                    or record.steps[sid].status not in (StepStatus.COMPLETED, StepStatus.SKIPPED)
-                ]
-                if not unfinished:
-                    fail("every step completed; name one with --from")
-                start = unfinished[0]
-            now = SystemClock().now()
-            cause = f"retry from step {start} (interlock executions retry)"
-            await executions.reset_steps(execution_id, order.index(start), now, cause)
-            # steps before the named one that did not finish are passed over, on the record
-            for step_id in order[: order.index(start)]:
-                step = record.steps.get(step_id)
-                if step is None or step.status in (StepStatus.COMPLETED, StepStatus.SKIPPED):
-                    continue
-                await executions.write_step(
-                    execution_id,
-                    StepWrite(
-                        step_id=step_id,
-                        position=step.position,
-                        status=StepStatus.SKIPPED,
-                        expect=frozenset({step.status}),
-                        cause=f"passed over: {cause}",
-                        error=step.error,
-                        finished_at=now,
-                        from_status=step.status,
-                    ),
-                    now,
-                )
-            await Timers(session).remove_for(execution_id)
-            await executions.set_status(
-                execution_id,
-                expect=[ExecutionStatus.FAILED, ExecutionStatus.CANCELLED],
-                status=ExecutionStatus.PENDING,
-                now=now,
-                cause=cause,
-                error=None,
-                finished_at=None,
-                owner=None,
-                paused_reason=None,
-                paused_at=None,
-            )
-            await outbox.add(session, [encode_run(str(execution_id), RunReason.RETRY, now)], now)
-            return f"retrying {execution_id} from step {start}"
+        async with database(settings()) as sessions:
+            async with sessions() as session:
+                execution_id = await resolve(session, execution)
+            steered = await steering(sessions).steer(execution_id, _retry_from(from_step))
+            if steered is None:
+                fail(f"no execution {execution!r}")
+            if steered.decision.refused is not None:
+                fail(steered.decision.refused)
+            cause = next(op.cause for op in steered.decision.ops if isinstance(op, ExecutionWrite))
+            return f"retrying {execution_id} " + cause.removeprefix("retry ").split(" (")[0]
 
     typer.echo(run(go()))
+
+
+def _retry_from(step_id: str | None) -> Callable[[ExecutionState], Awaitable[Input]]:
+    async def make(state: ExecutionState) -> Input:
+        return RetryFrom(step_id)
+
+    return make
+
+
+def steering(sessions: async_sessionmaker[AsyncSession]) -> Steering:
+    """The CLI changes executions the way the resumer does: through the core and write path."""
+    engine: AsyncEngine = sessions.kw["bind"]
+
+    async def apply(execution_id: UUID | None, body: str) -> Applied:
+        async with raw_connection(engine) as conn:
+            return await apply_one(conn, body)
+
+    return Steering(
+        engine=engine,
+        sessions=sessions,
+        definitions=VersionCache(),
+        clock=SystemClock(),
+        apply=apply,
+    )

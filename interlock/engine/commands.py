@@ -96,6 +96,7 @@ def retry_from(d: Draft, command: RetryFrom) -> None:
         )
         return
     unfinished = [s for s in graph.order if state.step(s).status not in _DONE]
+    starts: list[str] = [command.step_id] if command.step_id is not None else []
     if command.step_id is None:
         starts = [s for s in unfinished if state.step(s).status in (_S.FAILED, _S.CANCELLED)]
         starts = starts or unfinished[:1]
@@ -109,7 +110,7 @@ def retry_from(d: Draft, command: RetryFrom) -> None:
         passed_over = {s for s in unfinished if s in before}
         reset = {command.step_id} | graph.descendants(command.step_id)
         reset |= {s for s in unfinished if s not in before}
-    label = command.step_id or ", ".join(s for s in graph.order if s in reset)
+    label = command.step_id or ", ".join(s for s in graph.order if s in starts)
     cause = f"retry from step {label} (interlock executions retry)"
     for step_id in graph.order:
         record = state.step(step_id)

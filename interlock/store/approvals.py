@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from interlock.store.tables import Approval, ApprovalStatus, Execution, table_of
@@ -50,42 +50,6 @@ class Approvals:
             query = query.with_for_update()
         row = (await self._session.execute(query)).first()
         return ApprovalRecord(**row._mapping) if row else None
-
-    async def decide(
-        self,
-        approval_id: str,
-        *,
-        status: ApprovalStatus,
-        now: datetime,
-        decided_by: str | None = None,
-        comment: str | None = None,
-        data: Any = None,
-        decision_id: str | None = None,
-    ) -> bool:
-        """Pending -> decided, once: the conditional update is what makes one outcome win."""
-        result = await self._session.execute(
-            update(_ap)
-            .where(_ap.c.id == approval_id, _ap.c.status == ApprovalStatus.PENDING)
-            .values(
-                status=status,
-                decided_at=now,
-                decided_by=decided_by,
-                comment=comment,
-                data=data,
-                decision_id=decision_id,
-            )
-            .returning(_ap.c.id)
-        )
-        return result.first() is not None
-
-    async def cancel_for(self, execution_id: UUID, now: datetime) -> int:
-        result = await self._session.execute(
-            update(_ap)
-            .where(_ap.c.execution_id == execution_id, _ap.c.status == ApprovalStatus.PENDING)
-            .values(status=ApprovalStatus.CANCELLED, decided_at=now)
-            .returning(_ap.c.id)
-        )
-        return len(result.all())
 
     async def pending(self, limit: int = 500) -> list[ApprovalRecord]:
         rows = await self._session.execute(

@@ -23,7 +23,34 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime
 
-from schemas.status import ExecutionStatus, PauseReason, StepStatus
+from schemas.status import (
+    ApprovalStatus,
+    DecisionOutcome,
+    ExecutionStatus,
+    PauseReason,
+    StepStatus,
+    TimerKind,
+)
+
+__all__ = [
+    "Approval",
+    "ApprovalStatus",
+    "Base",
+    "Decision",
+    "DecisionOutcome",
+    "Execution",
+    "OutboxMessage",
+    "SeenEvent",
+    "StatusTransition",
+    "StepItem",
+    "StepRun",
+    "Timer",
+    "TimerKind",
+    "Transition",
+    "Workflow",
+    "WorkflowVersion",
+    "table_of",
+]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -32,25 +59,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-
-class ApprovalStatus(StrEnum):
-    PENDING = "pending"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
-
-
-class TimerKind(StrEnum):
-    WAIT = "wait"
-    APPROVAL_TIMEOUT = "approval_timeout"
-    RETRY = "retry"
-
-
-class DecisionOutcome(StrEnum):
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
 
 
 def _enum(cls: type[StrEnum], name: str) -> SqlEnum:
@@ -106,6 +114,8 @@ class Execution(Base):
         Index("ix_execution_status_updated_at", "status", "updated_at"),
         Index("ix_execution_workflow_created_at", "workflow", "created_at"),
         Index("ix_execution_created_at", "created_at"),
+        # the reconciler looks for owners that are gone among the executions that have one
+        Index("ix_execution_owner", "owner", postgresql_where="owner IS NOT NULL"),
     )
     id: Mapped[UUID] = mapped_column(primary_key=True)
     workflow: Mapped[str] = mapped_column(Text)
@@ -119,8 +129,13 @@ class Execution(Base):
     error: Mapped[str | None] = mapped_column(Text)
     paused_reason: Mapped[PauseReason | None] = mapped_column(_enum(PauseReason, "pause_reason"))
     paused_at: Mapped[datetime | None]
-    # the worker lock (see store.ownership) of the executor running it; NULL when none is
+    # the executor running it (its worker lock, see store.ownership) and how long its lease
+    # lasts unless renewed; NULL when no executor runs it
     owner: Mapped[int | None] = mapped_column(BigInteger)
+    lease_expires_at: Mapped[datetime | None]
+    # bumped by every change the write path applies: a decision is applied only to the
+    # revision it was made from
+    revision: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -143,6 +158,37 @@ class StepRun(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
+    # what a waiting step waits for (reason and details), shown and announced
+    waiting_for: Mapped[Any | None]
+    items: Mapped[Any | None]  # a for_each step's list, rendered when it started
+
+
+class StepItem(Base):
+    """The checkpoint of one for_each item: keyed by (execution, step, item)."""
+
+    __tablename__ = "step_item"
+    execution_id: Mapped[UUID] = mapped_column(
+        ForeignKey("execution.id", ondelete="CASCADE"), primary_key=True
+    )
+    step_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    item: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    status: Mapped[StepStatus] = mapped_column(_enum(StepStatus, "step_status"))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    output: Mapped[Any | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+    waiting_for: Mapped[Any | None]
+
+
+class StatusTransition(Base):
+    """The database's copy of schemas/status.py's tables, which triggers enforce."""
+
+    __tablename__ = "status_transition"
+    machine: Mapped[str] = mapped_column(Text, primary_key=True)
+    from_status: Mapped[str] = mapped_column(Text, primary_key=True)  # '' for a new record
+    to_status: Mapped[str] = mapped_column(Text, primary_key=True)
 
 
 class Transition(Base):
@@ -153,6 +199,7 @@ class Transition(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     execution_id: Mapped[UUID] = mapped_column(ForeignKey("execution.id", ondelete="CASCADE"))
     step_id: Mapped[str | None] = mapped_column(Text)
+    item: Mapped[int | None] = mapped_column(Integer)
     from_status: Mapped[str | None] = mapped_column(Text)
     to_status: Mapped[str] = mapped_column(Text)
     cause: Mapped[str] = mapped_column(Text)
@@ -236,6 +283,7 @@ class Timer(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     execution_id: Mapped[UUID] = mapped_column(ForeignKey("execution.id", ondelete="CASCADE"))
     step_id: Mapped[str] = mapped_column(Text)
+    item: Mapped[int | None] = mapped_column(Integer)
     kind: Mapped[TimerKind] = mapped_column(_enum(TimerKind, "timer_kind"))
     approval_id: Mapped[str | None] = mapped_column(Text)
     due_at: Mapped[datetime]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
-from uuid import uuid4
 
 import pytest
 
@@ -14,10 +13,10 @@ from interlock.bus.topology import ExchangeName
 from interlock.clock import SystemClock
 from interlock.settings import Settings
 from interlock.store.engine import transaction
-from interlock.store.executions import Executions, NewExecution
 from interlock.store.workflows import Workflows
 from schemas.status import ExecutionStatus, StepStatus
 from tests.support.eventually import eventually
+from tests.support.executions import create_lost_execution
 from tests.support.harness import running
 from tests.support.processes import Cli
 
@@ -113,23 +112,13 @@ async def test_stuck_lists_executions_no_live_executor_owns(settings: Settings, 
         await h.apply("name: idle\ntriggers: [{on: idle.start}]\nsteps: [{id: s, action: set}]\n")
         async with transaction(h.sessions) as session:
             (current,) = await Workflows(session).current()
-            lost = uuid4()
-            await Executions(session).create(
-                [
-                    NewExecution(
-                        id=lost,
-                        workflow="idle",
-                        version_id=current.version_id,
-                        version=1,
-                        trigger_index=0,
-                        event={"specversion": "1.0", "id": "e", "source": "s", "type": "x"},
-                        event_source="s",
-                        event_id="e",
-                        cause="test",
-                    )
-                ],
-                SystemClock().now() - timedelta(hours=1),
-            )
+        lost = await create_lost_execution(
+            h.runtime.engine,
+            workflow="idle",
+            version_id=current.version_id,
+            event={"specversion": "1.0", "id": "e", "source": "s", "type": "x"},
+            now=SystemClock().now() - timedelta(hours=1),
+        )
         listed = (await cli("executions", "list", "--stuck", "--json")).json()
         assert [row["id"] for row in listed] == [str(lost)]
 

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
-from uuid import uuid4
 
 import orjson
 import pytest
@@ -20,11 +19,11 @@ from interlock.bus.topology import QueueName
 from interlock.clock import SystemClock
 from interlock.settings import Settings
 from interlock.store.engine import transaction
-from interlock.store.executions import Executions, NewExecution
 from interlock.store.tables import Transition, table_of
 from interlock.store.workflows import Workflows
 from schemas.status import ExecutionStatus, StepStatus
 from tests.support.eventually import eventually
+from tests.support.executions import create_lost_execution
 from tests.support.harness import running
 
 pytestmark = pytest.mark.integration
@@ -128,29 +127,14 @@ steps: [{id: only, action: set, with: {found: true}}]
         now = SystemClock().now()
         async with transaction(h.sessions) as session:
             (current,) = await Workflows(session).current()
-            # a row whose start message never made it to the broker
-            execution_id = uuid4()
-            await Executions(session).create(
-                [
-                    NewExecution(
-                        id=execution_id,
-                        workflow="lost",
-                        version_id=current.version_id,
-                        version=1,
-                        trigger_index=0,
-                        event={
-                            "specversion": "1.0",
-                            "id": "e",
-                            "source": "s",
-                            "type": "lost.start",
-                        },
-                        event_source="s",
-                        event_id="e",
-                        cause="test: message lost",
-                    )
-                ],
-                now,
-            )
+        # a row whose start message never made it to the broker
+        execution_id = await create_lost_execution(
+            h.runtime.engine,
+            workflow="lost",
+            version_id=current.version_id,
+            event={"specversion": "1.0", "id": "e", "source": "s", "type": "lost.start"},
+            now=now,
+        )
         done = await h.wait_status(execution_id, ExecutionStatus.COMPLETED)
         assert done.steps["only"].output == {"found": True}
 

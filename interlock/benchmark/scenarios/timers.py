@@ -126,13 +126,16 @@ async def _round(bench: Bench, label: str, slug: str, k: int) -> dict[str, Any]:
 async def _insert_far_timers(bench: Bench, n: int) -> None:
     """`n` timers a month or more ahead, all on one paused execution inserted for them."""
     anchor = uuid4()
+    # created as the router creates executions (pending, nothing else can be written), with
+    # no run message: it only carries the timers
     await bench.sandbox.execute(
-        "INSERT INTO execution (id, workflow, version_id, version, trigger_index, status, event,"
-        " event_source, event_id, paused_reason, paused_at, created_at, started_at, updated_at)"
-        " SELECT :id, v.name, v.id, v.version, 0, 'paused', '{}'::jsonb, 'interlock-bench/far',"
-        " 'far-anchor', 'wait', now(), now(), now(), now()"
+        "SELECT interlock_route_event(jsonb_build_object("
+        " 'now', now(), 'source', 'interlock-bench/far', 'id', 'far-anchor', 'event', '{}'::jsonb,"
+        " 'outbox', '[]'::jsonb, 'executions', jsonb_build_array(jsonb_build_object("
+        "   'id', CAST(:id AS text), 'workflow', v.name, 'version_id', v.id, 'version', v.version,"
+        "   'trigger_index', 0, 'cause', 'bench: far timers'))))"
         " FROM workflow_version v WHERE v.name = :workflow ORDER BY v.version DESC LIMIT 1",
-        id=anchor,
+        id=str(anchor),
         workflow=workflows.TIMER,
     )
     await bench.sandbox.execute(

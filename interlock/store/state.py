@@ -1,0 +1,144 @@
+"""Reading executions as the engine core sees them, each in one statement (one snapshot)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+
+from interlock.engine.state import ApprovalState, ExecutionState, StepState
+from interlock.store.ownership import OWNER_ALIVE_SQL
+from schemas.status import ApprovalStatus, ExecutionStatus, PauseReason, StepStatus
+
+_COLUMNS = """
+    e.id, e.workflow, e.version_id, e.version, e.status::text AS status, e.event::text AS event,
+    e.event_source, e.event_id, e.revision, e.owner, e.error, e.started_at,
+    e.paused_reason::text AS paused_reason,
+    (SELECT coalesce(jsonb_agg(to_jsonb(s) - 'execution_id'), '[]'::jsonb)
+     FROM step_run s WHERE s.execution_id = e.id)::text AS step_rows,
+    (SELECT coalesce(jsonb_agg(to_jsonb(i) - 'execution_id'), '[]'::jsonb)
+     FROM step_item i WHERE i.execution_id = e.id)::text AS item_rows
+"""
+
+_LOAD = f"SELECT {_COLUMNS} FROM execution e WHERE e.id = ANY($1::uuid[])"
+# the row lock order of every batch: two of them never wait on each other in a cycle
+_LOAD_LOCKED = _LOAD + " ORDER BY e.id FOR UPDATE OF e"
+
+_CLAIM = f"""
+WITH claimed AS (
+    UPDATE execution SET owner = $2, lease_expires_at = $5
+    -- status as text: the status index must not be used here; during a burst thousands of
+    -- executions are pending, and a bitmap AND over them cost more than the claims themselves
+    WHERE id = ANY($1::uuid[]) AND status::text IN ('pending', 'running')
+      AND (owner IS NULL OR owner = $2 OR lease_expires_at IS NULL OR lease_expires_at < $4
+           OR NOT {OWNER_ALIVE_SQL.format(owner="execution.owner").replace(":lock_class", "$3")})
+    RETURNING *
+)
+SELECT {_COLUMNS} FROM claimed e
+"""
+
+_STATUS = "SELECT id, status::text, owner FROM execution WHERE id = ANY($1::uuid[])"
+
+
+async def load_states(
+    conn: asyncpg.Connection, ids: Sequence[UUID], *, lock: bool = False
+) -> dict[UUID, ExecutionState]:
+    """The executions that exist among `ids`; with `lock`, row-locked in id order."""
+    rows = await conn.fetch(_LOAD_LOCKED if lock else _LOAD, list(set(ids)))
+    return {row["id"]: state_of(row) for row in rows}
+
+
+async def claim_states(
+    conn: asyncpg.Connection,
+    ids: Sequence[UUID],
+    *,
+    worker: int,
+    lock_class: int,
+    now: datetime,
+    lease_until: datetime,
+) -> tuple[dict[UUID, ExecutionState], dict[UUID, tuple[ExecutionStatus, int | None]]]:
+    """Become the owner of each pending or running execution nobody live owns, and read it.
+
+    Returns the claimed states, and (status, owner) of the ones that exist but were not claimed.
+    """
+    unique = sorted(set(ids))
+    rows = await conn.fetch(_CLAIM, unique, worker, lock_class, now, lease_until)
+    claimed = {row["id"]: state_of(row) for row in rows}
+    others: dict[UUID, tuple[ExecutionStatus, int | None]] = {}
+    rest = [i for i in unique if i not in claimed]
+    if rest:
+        for row in await conn.fetch(_STATUS, rest):
+            others[row["id"]] = (ExecutionStatus(row["status"]), row["owner"])
+    return claimed, others
+
+
+def state_of(row: asyncpg.Record) -> ExecutionState:
+    steps = {s["step_id"]: _step(s) for s in orjson.loads(row["step_rows"])}
+    items: dict[str, dict[int, StepState]] = {}
+    for i in orjson.loads(row["item_rows"]):
+        items.setdefault(i["step_id"], {})[i["item"]] = _step(i)
+    paused = row["paused_reason"]
+    return ExecutionState(
+        id=row["id"],
+        workflow=row["workflow"],
+        version_id=row["version_id"],
+        version=row["version"],
+        status=ExecutionStatus(row["status"]),
+        event=orjson.loads(row["event"]),
+        event_source=row["event_source"],
+        event_id=row["event_id"],
+        revision=row["revision"],
+        owner=row["owner"],
+        error=row["error"],
+        started_at=row["started_at"],
+        paused_reason=PauseReason(paused) if paused else None,
+        steps=steps,
+        items=items,
+    )
+
+
+def _step(row: dict[str, Any]) -> StepState:
+    items = row.get("items")
+    return StepState(
+        status=StepStatus(row["status"]),
+        attempt=row["attempt"],
+        output=row["output"],
+        error=row["error"],
+        started_at=_when(row["started_at"]),
+        finished_at=_when(row["finished_at"]),
+        waiting_for=row["waiting_for"],
+        items=tuple(items) if items is not None else None,
+    )
+
+
+def _when(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+_APPROVALS = """
+SELECT id, execution_id, step_id, status::text AS status, approvers, expires_at
+FROM approval WHERE id = ANY($1::text[])
+"""
+
+
+async def load_approvals(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, ApprovalState]:
+    rows = await conn.fetch(_APPROVALS, list(set(ids)))
+    return {row["id"]: approval_of(row) for row in rows}
+
+
+def approval_of(row: asyncpg.Record) -> ApprovalState:
+    approvers = row["approvers"]
+    if isinstance(approvers, str):
+        approvers = orjson.loads(approvers)
+    return ApprovalState(
+        id=row["id"],
+        execution_id=row["execution_id"],
+        step_id=row["step_id"],
+        status=ApprovalStatus(row["status"]),
+        approvers=tuple(approvers) if approvers else None,
+        expires_at=row["expires_at"],
+    )
