@@ -7,9 +7,15 @@ PYTHON ?= python3
 export INTERLOCK_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/interlock
 export INTERLOCK_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
-.PHONY: install services run test lint unit integration e2e bench clean
+.PHONY: install tools services run test lint unit integration e2e bench clean
 
 install: $(VENV)/.installed
+
+# promtool, for the alert-rule tests: Debian's, unpacked into the venv (see .ci/promtool)
+tools: $(BIN)/promtool
+
+$(BIN)/promtool:
+	bash .ci/promtool $@
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +36,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: install services lint
+test: install tools services lint
 	$(BIN)/pytest
 
 unit: install

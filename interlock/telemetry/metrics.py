@@ -75,7 +75,7 @@ class Metrics:
             "interlock_events_unmatched", "Valid events no trigger matched."
         )
         self.events_duplicate = self._counter(
-            "interlock_events_duplicate", "Redelivered or republished events skipped by dedupe."
+            "interlock_events_duplicate", "Matching events skipped by (source, id) dedupe."
         )
         self.events_invalid = self._counter(
             "interlock_events_invalid", "Events dead-lettered as invalid.", "reason"
@@ -93,7 +93,7 @@ class Metrics:
         )
         self.executions_finished = self._counter(
             "interlock_executions_finished",
-            "Executions reaching a final status.",
+            "Executions that reached completed or failed (cancels are not counted).",
             "workflow",
             "status",
         )
@@ -109,7 +109,7 @@ class Metrics:
         )
         self.steps_finished = self._counter(
             "interlock_steps_finished",
-            "Step attempts by outcome.",
+            "Final action attempts by status (completed, failed); retried ones are not counted.",
             "workflow",
             "step",
             "action",
@@ -166,7 +166,9 @@ class Metrics:
             "interlock_decisions_rejected", "Approval decisions refused.", "reason"
         )
         self.resume_latency = self._latency(
-            "interlock_resume_latency_seconds", "From decision or timer to continuation sent."
+            "interlock_resume_latency_seconds",
+            "From a decision or timer being recorded to the execution running again "
+            "(observed by the executor).",
         )
         self.timer_lateness = self._latency(
             "interlock_timer_lateness_seconds", "How long after its due time a timer fired."
@@ -174,7 +176,9 @@ class Metrics:
         self.timers_pending = self._gauge("interlock_timers_pending", "Timers not yet fired.")
         self.timers_fired = self._counter("interlock_timers_fired", "Timers fired.", "kind")
         self.executions_stuck = self._gauge(
-            "interlock_executions_stuck", "Running executions whose lease expired."
+            "interlock_executions_stuck",
+            "Executions the reconciler's last pass found stuck: pending or running with no live "
+            "owner, or paused with no timer, unchanged for INTERLOCK_RESUMER_STUCK_AFTER.",
         )
 
     def _counter(self, name: str, doc: str, *labels: str) -> Counter:

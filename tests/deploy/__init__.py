@@ -1,0 +1,1 @@
+"""The shipped deploy/ files: alert rules, dashboard, compose profile."""

@@ -1,0 +1,232 @@
+"""Running services serve every metric that the README documents and the dashboard and alerts read.
+
+Router, executor and resumer run as processes, as Prometheus would scrape them, and serve traffic
+that touches every labelled metric: action steps with a retry, an approval decided and one left
+pending, a refused decision, a wait, a trigger condition that errors and a malformed event.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aio_pika.abc import AbstractQueue
+from prometheus_client.parser import text_string_to_metric_families
+
+from interlock.benchmark.processes import free_port
+from interlock.bus.topology import DECISION_TYPE, ExchangeName
+from tests.support.eventually import eventually
+from tests.support.observability import ROOT, metrics_used
+from tests.support.outside_client import OutsideClient
+from tests.support.processes import Cli, ServiceProcess, Services
+
+pytestmark = pytest.mark.e2e
+
+# Metrics the dashboard or the alert rules read that no service serves yet. Keep it exact: the
+# test fails when one of them starts being served, and when anything else goes missing.
+EXPECTED_MISSING = frozenset(
+    {
+        "interlock_approval_next_expiry_seconds",
+        "interlock_approvals_pending",
+        "interlock_outbox_oldest_age_seconds",
+        "interlock_paused_oldest_age_seconds",
+        "interlock_queue_consumers",
+        "interlock_queue_messages",
+        "interlock_timer_oldest_overdue_seconds",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+    }
+)
+# series Prometheus makes itself for every scrape; no /metrics has them
+FROM_PROMETHEUS = frozenset({"up"})
+
+TOUR = """
+name: ops-tour
+triggers:
+  - on: ops.tour
+  - on: ops.tour
+    if: event.data.no_such_field > 0   # fails to evaluate: a trigger error
+steps:
+  - id: note
+    action: set
+    with: {n: "${event.data.n}"}
+  - id: flaky
+    action: http
+    with: {url: "http://127.0.0.1:%(closed_port)d/"}
+    retry: {attempts: 2, backoff: 100ms}
+    continue_on_failure: true
+  - id: review
+    approval: {approvers: [alice], timeout: 1h}
+  - id: cool-off
+    wait: 200ms
+  - id: done
+    action: log
+    with: {message: done}
+"""
+
+
+@dataclass(frozen=True)
+class Family:
+    type: str
+    labels: frozenset[str]  # label names over all samples, `le` left out
+    samples: frozenset[str]  # sample names, e.g. x_total or x_bucket
+
+
+def _families(texts: Iterable[str]) -> dict[str, Family]:
+    """Families by their name as exposed in `# TYPE` lines (counters with `_total`)."""
+    found: dict[str, Family] = {}
+    for text in texts:
+        exposed = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, flags=re.MULTILINE))
+        for family in text_string_to_metric_families(text):
+            name = next(n for n in (f"{family.name}_total", family.name) if n in exposed)
+            old = found.get(name, Family(exposed[name], frozenset(), frozenset()))
+            found[name] = Family(
+                old.type,
+                old.labels | {label for s in family.samples for label in s.labels} - {"le"},
+                old.samples | {s.name for s in family.samples},
+            )
+    return found
+
+
+def _names(families: dict[str, Family]) -> set[str]:
+    """Every sample name the families have or would have once observed."""
+    names = set(families)
+    for name, family in families.items():
+        if family.type == "histogram":
+            names |= {f"{name}_bucket", f"{name}_count", f"{name}_sum"}
+        names |= family.samples
+    return names
+
+
+def _readme_metrics() -> dict[str, tuple[str, frozenset[str]]]:
+    """The README's metrics table: name -> (type, labels)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Metrics and health", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(interlock_\w+)` \| (\w+) \|([^|]*)\|", section, flags=re.MULTILINE)
+    return {name: (kind, frozenset(re.findall(r"`(\w+)`", labels))) for name, kind, labels in rows}
+
+
+async def _serve_traffic(
+    cli: Cli, services: Services, outside: OutsideClient, tmp_path: Path
+) -> list[ServiceProcess]:
+    """Start the services and drive the tour through the broker, as outside services would."""
+    definition = tmp_path / "ops-tour.yaml"
+    definition.write_text(TOUR % {"closed_port": free_port()})
+    # definitions first: events that reach the router before it has them match nothing
+    applied = await cli.run("apply", str(definition))
+    assert applied.code == 0, applied.explain()
+    processes = await services.start_ready("router", "executor", "resumer")
+    lifecycle = await outside.subscribe(ExchangeName.LIFECYCLE, "interlock.execution.*")
+
+    await outside.publish_raw(b"{not json", "ops.tour")
+    for n in (1, 2):
+        await outside.publish_event("ops.tour", {"n": n})
+    kept, decided = [await _paused_on_approval(lifecycle) for _ in range(2)]
+    # mallory is no approver: refused, and that approval stays pending
+    for approval, by in ((kept, "mallory"), (decided, "alice")):
+        await outside.publish_event(
+            DECISION_TYPE,
+            {"approval_id": approval["approval_id"], "decision": "approved", "decided_by": by},
+            exchange=ExchangeName.DECISIONS,
+        )
+    await _next_event(
+        lifecycle,
+        lambda e: (
+            e["type"] == "interlock.execution.completed" and e["subject"] == decided["execution_id"]
+        ),
+        "the approved execution completed",
+    )
+    return processes
+
+
+async def _next_event(
+    queue: AbstractQueue, match: Callable[[dict[str, Any]], bool], what: str
+) -> dict[str, Any]:
+    """The next lifecycle event that `match`es; those before it are dropped."""
+
+    async def take() -> dict[str, Any] | None:
+        message = await queue.get(fail=False, no_ack=True)
+        event: dict[str, Any] | None = None if message is None else orjson.loads(message.body)
+        return event if event is not None and match(event) else None
+
+    return await eventually(take, within=20, what=what)
+
+
+async def _paused_on_approval(queue: AbstractQueue) -> dict[str, Any]:
+    event = await _next_event(
+        queue,
+        lambda e: (
+            e["type"] == "interlock.execution.paused"
+            and e["data"]["details"]["reason"] == "approval"
+        ),
+        "an execution paused on its approval",
+    )
+    details = event["data"]["details"]
+    return {"execution_id": event["subject"], "approval_id": details["approval_id"]}
+
+
+async def _scrape_until(processes: list[ServiceProcess], served: set[str]) -> dict[str, Family]:
+    """Scrape every process until `served` have samples (the resumer's gauges lag up to 5 s)."""
+
+    async def scrape() -> dict[str, Family] | None:
+        texts = [(await p.get("/metrics")).text for p in processes]
+        families = _families(texts)
+        sampled = {s for family in families.values() for s in family.samples}
+        return families if served <= sampled else None
+
+    try:
+        return await eventually(scrape, within=20, interval=0.5, what="metrics with samples")
+    except AssertionError:
+        texts = [(await p.get("/metrics")).text for p in processes]
+        sampled = {s for family in _families(texts).values() for s in family.samples}
+        raise AssertionError(f"no samples of {sorted(served - sampled)}") from None
+
+
+async def test_every_metric_the_dashboard_and_the_alerts_read_is_served_with_samples(
+    cli: Cli, services: Services, outside: OutsideClient, tmp_path: Path
+) -> None:
+    processes = await _serve_traffic(cli, services, outside, tmp_path)
+    used = set(metrics_used()) - FROM_PROMETHEUS
+
+    families = await _scrape_until(processes, used - EXPECTED_MISSING)
+
+    # declared without samples counts too: a labelled family shows no sample until it is used
+    now_served = EXPECTED_MISSING & _names(families)
+    assert not now_served, f"served now, take them out of EXPECTED_MISSING: {sorted(now_served)}"
+    unused = EXPECTED_MISSING - used
+    assert not unused, f"neither dashboard nor alerts read these any more: {sorted(unused)}"
+
+
+async def test_every_metric_in_the_readme_table_is_served_with_its_type_and_labels(
+    cli: Cli, services: Services, outside: OutsideClient, tmp_path: Path
+) -> None:
+    documented = _readme_metrics()
+    assert len(documented) >= 25, "the README's metrics table was not found"
+    processes = await _serve_traffic(cli, services, outside, tmp_path)
+    observed = {
+        name + ("_count" if kind == "histogram" else "") for name, (kind, _) in documented.items()
+    }
+
+    families = await _scrape_until(processes, observed)
+
+    served = {
+        name: family
+        for name, family in families.items()
+        if name.startswith("interlock_") and not _created_twin(name, families)
+    }
+    assert set(documented) - set(served) == set(), "documented but not served"
+    assert set(served) - set(documented) == set(), "served but not in the README's table"
+    for name, (kind, labels) in documented.items():
+        assert served[name].type == kind, name
+        assert served[name].labels == labels, name
+
+
+def _created_twin(name: str, families: dict[str, Family]) -> bool:
+    """prometheus_client serves a `<name>_created` gauge beside each counter and histogram."""
+    stem = name.removesuffix("_created")
+    return stem != name and (stem in families or f"{stem}_total" in families)
