@@ -15,6 +15,7 @@ class DeadLetterReason(StrEnum):
     UNKNOWN_WORKFLOW = "unknown_workflow"
     EXPRESSION_ERROR = "expression_error"
     DELIVERY_LIMIT = "delivery_limit"
+    UNPUBLISHABLE = "unpublishable"
 
 
 class InterlockError(Exception):
@@ -27,6 +28,14 @@ class InvalidInput(InterlockError):
     def __init__(self, reason: DeadLetterReason, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
+        self.detail = detail
+
+
+class Unpublishable(InterlockError):
+    """The broker can never take this outgoing message as it stands (see bus.outgoing)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
         self.detail = detail
 
 

@@ -100,8 +100,11 @@ class Runtime:
         await until_up(lambda: ping(self.engine), "database")
         self.publisher = Publisher(self.channel, self.topology)
         self.dead_letters = DeadLetters(self.publisher, self.name)
-        self.relay = OutboxRelay(engine=self.engine, publisher=self.publisher, metrics=self.metrics)
+        self.relay = OutboxRelay(
+            engine=self.engine, publisher=self.publisher, metrics=self.metrics, service=self.name
+        )
         self.spawn(self.relay.run(), "outbox-relay")
+        self.spawn(self.relay.watch_age(), "outbox-age")
         if self._serve_http:
             self.health = HealthServer(
                 host=self.settings.telemetry.host,

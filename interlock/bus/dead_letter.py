@@ -17,7 +17,9 @@ SERVICE = "x-interlock-service"
 ORIGINAL_EXCHANGE = "x-interlock-original-exchange"
 ORIGINAL_ROUTING_KEY = "x-interlock-original-routing-key"
 DEAD_AT = "x-interlock-dead-at"
-_DETAIL_LIMIT = 1000
+# set only when the message id could not be kept (the dead letter then carries its digest)
+ORIGINAL_MESSAGE_ID = "x-interlock-original-message-id"
+DETAIL_LIMIT = 1000
 
 
 class DeadLetters:
@@ -32,7 +34,7 @@ class DeadLetters:
         headers.update(
             {
                 REASON: reason.value,
-                DETAIL: detail[:_DETAIL_LIMIT],
+                DETAIL: detail[:DETAIL_LIMIT],
                 SERVICE: self.service,
                 ORIGINAL_EXCHANGE: message.exchange or "",
                 ORIGINAL_ROUTING_KEY: message.routing_key or "",
