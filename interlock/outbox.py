@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -92,10 +92,12 @@ class OutboxRelay:
         publisher: Publisher,
         metrics: Metrics,
         service: str,
+        on_failure: Callable[[BaseException], None] | None = None,
         batch: int = 500,
         poll: timedelta = timedelta(seconds=1),
     ) -> None:
         self._engine = engine
+        self._on_failure = on_failure  # told of every failed batch (see stale_connections)
         self._publisher = publisher
         self._metrics = metrics
         self._service = service
@@ -214,6 +216,8 @@ class OutboxRelay:
             except Exception as exc:
                 failures += 1
                 log.warning("outbox.relay_failed", error=_text(exc))
+                if self._on_failure is not None:
+                    self._on_failure(exc)
                 await asyncio.sleep(min(0.1 * 2**failures, 5.0))
                 continue
             if sent >= self._batch:

@@ -19,11 +19,13 @@ from interlock.bus.connection import connect, is_connected
 from interlock.bus.consumer import Consumer, Handler
 from interlock.bus.dead_letter import DeadLetters
 from interlock.bus.publisher import Publisher
+from interlock.bus.retry import Retries
 from interlock.bus.topology import QueueName
 from interlock.clock import Clock, SystemClock
-from interlock.errors import is_transient
+from interlock.outage import is_outage
 from interlock.outbox import OutboxRelay
 from interlock.settings import Settings
+from interlock.stale_connections import StaleConnections
 from interlock.store.engine import create_engine, create_sessionmaker, ping
 from interlock.telemetry.http import HealthServer
 from interlock.telemetry.metrics import Metrics
@@ -43,7 +45,7 @@ async def until_up(attempt: Callable[[], Awaitable[T]], what: str, *, within: fl
         try:
             return await attempt()
         except Exception as exc:
-            if not is_transient(exc) or loop.time() > deadline:
+            if not is_outage(exc) or loop.time() > deadline:
                 raise
             log.warning("dependency.unavailable", dependency=what, error=str(exc), retry_in=delay)
             await asyncio.sleep(delay)
@@ -58,7 +60,7 @@ class Service(Protocol):
 
 
 class Runtime:
-    """Engine, broker connection, publisher, outbox relay and health server of one process."""
+    """Engine, broker connections, publisher, outbox relay and health server of one process."""
 
     def __init__(
         self,
@@ -73,42 +75,56 @@ class Runtime:
         self.name = name
         self.clock: Clock = clock or SystemClock()
         self.metrics = Metrics(registry or CollectorRegistry())
-        self.topology = topology.Topology(settings.namespace, settings.amqp.delivery_limit)
+        self.topology = topology.Topology(
+            settings.namespace, settings.amqp.delivery_limit, settings.amqp.retry_delays
+        )
         self._serve_http = serve_http
         self._tasks: set[asyncio.Task[None]] = set()
         self.failed = asyncio.Event()
         self.started = asyncio.Event()  # every service has started consuming
         self.consumers: list[Consumer] = []  # services register theirs, for /readyz
+        self.stale = StaleConnections()
+        # set by open(); until then (or if it failed) unset, see _opened()
         self.engine: AsyncEngine
         self.sessions: async_sessionmaker[AsyncSession]
+        # consumers ack on `connection`; everything published goes through
+        # `publish_connection`, so flow control on publishing never holds up an ack
         self.connection: AbstractRobustConnection
+        self.publish_connection: AbstractRobustConnection
         self.channel: AbstractChannel
         self.publisher: Publisher
         self.dead_letters: DeadLetters
+        self.retries: Retries
         self.relay: OutboxRelay
         self.health: HealthServer | None = None
 
     async def open(self) -> None:
-        self.engine = create_engine(self.settings.database, application_name=self.name)
+        s = self.settings
+        self.engine = create_engine(s.database, application_name=self.name)
+        self.stale.attach(self.engine)
         self.sessions = create_sessionmaker(self.engine)
-        # a service may start while the broker or the database is down: wait, don't crash
-        self.connection = await until_up(
-            lambda: connect(self.settings.amqp.url, name=self.name), "broker"
-        )
-        self.channel = await self.connection.channel(publisher_confirms=True)
+        self.connection = await self._broker(self.name)
+        self.publish_connection = await self._broker(f"{self.name}:publish")
+        self.channel = await self.publish_connection.channel(publisher_confirms=True)
         await topology.declare(self.channel, self.topology)
-        await until_up(lambda: ping(self.engine), "database")
+        engine = self.engine
+        await until_up(lambda: ping(engine), "database")
         self.publisher = Publisher(self.channel, self.topology)
         self.dead_letters = DeadLetters(self.publisher, self.name)
+        self.retries = Retries(self.publisher, self.topology.retry_delays)
         self.relay = OutboxRelay(
-            engine=self.engine, publisher=self.publisher, metrics=self.metrics, service=self.name
+            engine=self.engine,
+            publisher=self.publisher,
+            metrics=self.metrics,
+            service=self.name,
+            on_failure=self.stale.observe,
         )
         self.spawn(self.relay.run(), "outbox-relay")
         self.spawn(self.relay.watch_age(), "outbox-age")
         if self._serve_http:
             self.health = HealthServer(
-                host=self.settings.telemetry.host,
-                port=self.settings.telemetry.port,
+                host=s.telemetry.host,
+                port=s.telemetry.port,
                 metrics=self.metrics,
                 checks={
                     "broker": self._broker_ready,
@@ -118,6 +134,11 @@ class Runtime:
             )
             await self.health.start()
         self.metrics.up.labels(service=self.name).set(1)
+
+    async def _broker(self, name: str) -> AbstractRobustConnection:
+        # a service may start while the broker or the database is down: wait, don't crash
+        url = self.settings.amqp.url
+        return await until_up(lambda: connect(url, name=name), "broker")
 
     async def consume(
         self, queue: QueueName, handler: Handler, prefetch: int | None = None
@@ -129,8 +150,10 @@ class Runtime:
             prefetch=prefetch or self.settings.amqp.prefetch,
             handler=handler,
             dead_letters=self.dead_letters,
+            retries=self.retries,
             metrics=self.metrics,
             delivery_limit=self.settings.amqp.delivery_limit,
+            on_outage=self.stale.observe,
         )
         await consumer.start()
         self.consumers.append(consumer)
@@ -139,11 +162,23 @@ class Runtime:
     async def _consuming(self) -> bool:
         return self.started.is_set() and all(c.consuming for c in self.consumers)
 
+    def _opened(self, name: str) -> Any:
+        return getattr(self, name, None)
+
     async def _broker_ready(self) -> bool:
-        return is_connected(self.connection) and not self.channel.is_closed
+        channel = self._opened("channel")
+        return (
+            channel is not None
+            and not channel.is_closed
+            and all(
+                c is not None and is_connected(c)
+                for c in (self._opened("connection"), self._opened("publish_connection"))
+            )
+        )
 
     async def _database_ready(self) -> bool:
-        return await ping(self.engine)
+        engine = self._opened("engine")
+        return engine is not None and await ping(engine)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """Run a background loop; if it dies, the process stops rather than limp on."""
@@ -168,9 +203,14 @@ class Runtime:
                 await task
         if self.health is not None:
             await self.health.stop()
-        with contextlib.suppress(Exception):
-            await self.connection.close()
-        await self.engine.dispose()
+        for name in ("connection", "publish_connection"):
+            connection = self._opened(name)
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    await connection.close()
+        engine = self._opened("engine")
+        if engine is not None:
+            await engine.dispose()
 
 
 async def serve(runtime: Runtime, services: Sequence[Service], grace: timedelta) -> None:

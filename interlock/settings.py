@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.durations import parse_duration
@@ -32,8 +32,27 @@ class AmqpSettings(BaseModel):
     url: str = "amqp://guest:guest@localhost:5672/"
     prefetch: int = Field(default=64, ge=1, le=10_000)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
-    # a message redelivered this many times goes to the dead-letter queue instead
+    # a message whose handling failed this many times goes to the dead-letter queue instead
     delivery_limit: int = Field(default=5, ge=1, le=1000)
+    # the wait before a failed message's next attempt: 4x longer after each failure, capped
+    retry_backoff: Duration = timedelta(seconds=1)
+    retry_max_backoff: Duration = timedelta(minutes=1)
+
+    @model_validator(mode="after")
+    def _backoff(self) -> AmqpSettings:
+        if not timedelta(milliseconds=1) <= self.retry_backoff <= self.retry_max_backoff:
+            raise ValueError("retry_backoff must be at least 1ms and at most retry_max_backoff")
+        if self.retry_max_backoff > timedelta(days=1):
+            raise ValueError("retry_max_backoff must be at most 1 day")
+        return self
+
+    @property
+    def retry_delays(self) -> tuple[timedelta, ...]:
+        """Each delay a failed message may wait, shortest first; each has its own retry queue."""
+        delays = [self.retry_backoff]
+        while delays[-1] < self.retry_max_backoff:
+            delays.append(min(delays[-1] * 4, self.retry_max_backoff))
+        return tuple(delays)
 
 
 class DatabaseSettings(BaseModel):

@@ -146,6 +146,11 @@ class Metrics:
             "interlock_outbox_dead_lettered",
             "Outbox rows the broker would not take, moved to the dead-letter exchange instead.",
         )
+        self.outage_waits = self._counter(
+            "interlock_outage_waits",
+            "Handler failures that were outages (database or broker), waited out in place.",
+            "queue",
+        )
         self.db_batch = Histogram(
             "interlock_db_batch_items",
             "Messages whose database work shared one round trip and commit, by operation.",
