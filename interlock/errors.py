@@ -43,3 +43,19 @@ class Unpublishable(InterlockError):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class StartupFailed(InterlockError):
+    """A service cannot start: a setting is wrong (exit 2) or names something unreachable (3).
+
+    The message names the setting and its value, with any password masked: it is the one line
+    an operator sees instead of a traceback.
+    """
+
+    BAD_SETTING = 2
+    UNREACHABLE = 3
+
+    def __init__(self, setting: str, value: str, problem: str, *, exit_code: int) -> None:
+        super().__init__(f"{setting}={value}: {problem}")
+        self.setting = setting
+        self.exit_code = exit_code

@@ -26,6 +26,7 @@ from interlock.outage import is_outage
 from interlock.outbox import OutboxRelay
 from interlock.settings import Settings
 from interlock.stale_connections import StaleConnections
+from interlock.startup import declare_topology, listen, reach
 from interlock.store.engine import create_engine, create_sessionmaker, ping
 from interlock.telemetry.http import HealthServer
 from interlock.telemetry.metrics import Metrics
@@ -99,16 +100,41 @@ class Runtime:
         self.health: HealthServer | None = None
 
     async def open(self) -> None:
+        """Bind the endpoints, reach the broker and the database, start the relay.
+
+        A service may start while the broker or the database is down: it waits up to
+        INTERLOCK_START_TIMEOUT. Raises StartupFailed, naming the setting, when it cannot.
+        """
         s = self.settings
+        if self._serve_http:
+            # first, so a taken port fails at once and /healthz answers while we wait
+            self.health = HealthServer(
+                host=s.telemetry.host,
+                port=s.telemetry.port,
+                metrics=self.metrics,
+                checks={
+                    "broker": self._broker_ready,
+                    "database": self._database_ready,
+                    "consuming": self._consuming,
+                },
+            )
+            await listen(self.health, host=s.telemetry.host, port=s.telemetry.port)
         self.engine = create_engine(s.database, application_name=self.name)
         self.stale.attach(self.engine)
         self.sessions = create_sessionmaker(self.engine)
         self.connection = await self._broker(self.name)
         self.publish_connection = await self._broker(f"{self.name}:publish")
         self.channel = await self.publish_connection.channel(publisher_confirms=True)
-        await topology.declare(self.channel, self.topology)
+        await declare_topology(
+            self.channel, self.topology, delivery_limit=s.amqp.delivery_limit, url=s.amqp.url
+        )
         engine = self.engine
-        await until_up(lambda: ping(engine), "database")
+        await reach(
+            lambda: ping(engine),
+            setting="INTERLOCK_DATABASE_URL",
+            value=s.database.url,
+            within=s.start_timeout,
+        )
         self.publisher = Publisher(self.channel, self.topology)
         self.dead_letters = DeadLetters(self.publisher, self.name)
         self.retries = Retries(self.publisher, self.topology.retry_delays)
@@ -121,24 +147,16 @@ class Runtime:
         )
         self.spawn(self.relay.run(), "outbox-relay")
         self.spawn(self.relay.watch_age(), "outbox-age")
-        if self._serve_http:
-            self.health = HealthServer(
-                host=s.telemetry.host,
-                port=s.telemetry.port,
-                metrics=self.metrics,
-                checks={
-                    "broker": self._broker_ready,
-                    "database": self._database_ready,
-                    "consuming": self._consuming,
-                },
-            )
-            await self.health.start()
         self.metrics.up.labels(service=self.name).set(1)
 
     async def _broker(self, name: str) -> AbstractRobustConnection:
-        # a service may start while the broker or the database is down: wait, don't crash
         url = self.settings.amqp.url
-        return await until_up(lambda: connect(url, name=name), "broker")
+        return await reach(
+            lambda: connect(url, name=name),
+            setting="INTERLOCK_AMQP_URL",
+            value=url,
+            within=self.settings.start_timeout,
+        )
 
     async def consume(
         self, queue: QueueName, handler: Handler, prefetch: int | None = None
@@ -219,9 +237,10 @@ async def serve(runtime: Runtime, services: Sequence[Service], grace: timedelta)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await runtime.open()
     started: list[Service] = []
     try:
+        if not await _until_stopped(runtime.open(), stop):
+            return  # stopped while waiting for the broker or the database
         for service in services:
             await service.start(runtime)
             started.append(service)
@@ -245,3 +264,21 @@ async def serve(runtime: Runtime, services: Sequence[Service], grace: timedelta)
             loop.remove_signal_handler(sig)
     if runtime.failed.is_set():
         raise SystemExit(1)
+
+
+async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run `work` unless `stop` is set first (then cancel it): whether it finished."""
+    task = asyncio.create_task(work)
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        return False
+    task.result()  # raises what open() raised, StartupFailed above all
+    return True
