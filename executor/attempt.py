@@ -18,7 +18,9 @@ from pydantic import ValidationError
 from executor.actions import ActionContext, ActionRegistry, OutgoingEvent, StepFailed
 from interlock.bus.codec import encode_cloudevent
 from interlock.bus.message import ExchangeName, OutgoingMessage
+from interlock.bus.outgoing import validate_outgoing
 from interlock.engine.inputs import Outcome
+from interlock.errors import Unpublishable
 from schemas.cloudevent import CloudEvent
 from schemas.compiled import CompiledStep
 from schemas.durations import format_duration
@@ -121,4 +123,9 @@ def _emitted(e: OutgoingEvent, now: datetime) -> OutgoingMessage:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "event"
         raise StepFailed(f"emitted event {e.type!r} is invalid: {where}: {first['msg']}") from None
-    return encode_cloudevent(event, ExchangeName.EVENTS)
+    message = encode_cloudevent(event, ExchangeName.EVENTS)
+    try:
+        validate_outgoing(message)
+    except Unpublishable as exc:
+        raise StepFailed(f"emitted event {e.type!r} cannot be published: {exc}") from None
+    return message

@@ -25,7 +25,7 @@ from interlock.engine.inputs import AttemptFinished, Claimed, Input, LeaseLost, 
 from interlock.engine.scope import RunScope
 from interlock.engine.state import ExecutionState
 from interlock.engine.writes import Decision, Launch
-from interlock.errors import is_transient
+from interlock.outage import is_outage
 from interlock.outbox import OutboxRelay
 from interlock.settings import ExecutorSettings
 from interlock.store.apply import Applied, Result, payload
@@ -196,7 +196,7 @@ class ExecutionRun:
             try:
                 return await self._d.committer.submit(self.state.id, body)
             except Exception as exc:
-                if not is_transient(exc) or self.lost:
+                if not is_outage(exc) or self.lost:
                     raise
                 # an outage is waited out: the lease decides whether this run may go on after
                 log.warning("execution.commit_waits", error=f"{type(exc).__name__}: {exc}")

@@ -17,7 +17,7 @@ from interlock.bus.consumer import Consumer
 from interlock.bus.topology import QueueName
 from interlock.definitions import VersionCache
 from interlock.engine.draft import EngineSettings
-from interlock.errors import is_transient
+from interlock.outage import is_outage
 from interlock.runtime import Runtime, until_up
 from interlock.store.committer import Committer
 from interlock.store.engine import raw_connection
@@ -129,7 +129,7 @@ class ExecutorService:
                         conn, self._worker.worker, list(runs), runtime.clock.now() + lease
                     )
             except Exception as exc:
-                if not is_transient(exc):
+                if not is_outage(exc):
                     raise
                 log.warning("leases.renew_failed", error=str(exc))
                 continue

@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
-from interlock.errors import is_transient
+from interlock.outage import is_outage
 
 log = structlog.get_logger(__name__)
 
@@ -54,7 +54,7 @@ class Batcher(Generic[I, O]):
         try:
             results = await self._flush([item for item, _ in batch])
         except Exception as exc:
-            if len(batch) == 1 or is_transient(exc):
+            if len(batch) == 1 or is_outage(exc):
                 # an outage fails every item alike: each caller retries on its own terms
                 _fail(batch, exc)
                 return

@@ -19,11 +19,14 @@ from interlock.bus.connection import connect, is_connected
 from interlock.bus.consumer import Consumer, Handler
 from interlock.bus.dead_letter import DeadLetters
 from interlock.bus.publisher import Publisher
+from interlock.bus.retry import Retries
 from interlock.bus.topology import QueueName
 from interlock.clock import Clock, SystemClock
-from interlock.errors import is_transient
+from interlock.outage import is_outage
 from interlock.outbox import OutboxRelay
 from interlock.settings import Settings
+from interlock.stale_connections import StaleConnections
+from interlock.startup import declare_topology, listen, reach
 from interlock.store.engine import create_engine, create_sessionmaker, ping
 from interlock.telemetry.http import HealthServer
 from interlock.telemetry.metrics import Metrics
@@ -43,7 +46,7 @@ async def until_up(attempt: Callable[[], Awaitable[T]], what: str, *, within: fl
         try:
             return await attempt()
         except Exception as exc:
-            if not is_transient(exc) or loop.time() > deadline:
+            if not is_outage(exc) or loop.time() > deadline:
                 raise
             log.warning("dependency.unavailable", dependency=what, error=str(exc), retry_in=delay)
             await asyncio.sleep(delay)
@@ -58,7 +61,7 @@ class Service(Protocol):
 
 
 class Runtime:
-    """Engine, broker connection, publisher, outbox relay and health server of one process."""
+    """Engine, broker connections, publisher, outbox relay and health server of one process."""
 
     def __init__(
         self,
@@ -73,39 +76,41 @@ class Runtime:
         self.name = name
         self.clock: Clock = clock or SystemClock()
         self.metrics = Metrics(registry or CollectorRegistry())
-        self.topology = topology.Topology(settings.namespace, settings.amqp.delivery_limit)
+        self.topology = topology.Topology(
+            settings.namespace, settings.amqp.delivery_limit, settings.amqp.retry_delays
+        )
         self._serve_http = serve_http
         self._tasks: set[asyncio.Task[None]] = set()
         self.failed = asyncio.Event()
         self.started = asyncio.Event()  # every service has started consuming
         self.consumers: list[Consumer] = []  # services register theirs, for /readyz
+        self.stale = StaleConnections()
+        # set by open(); until then (or if it failed) unset, see _opened()
         self.engine: AsyncEngine
         self.sessions: async_sessionmaker[AsyncSession]
+        # consumers ack on `connection`; everything published goes through
+        # `publish_connection`, so flow control on publishing never holds up an ack
         self.connection: AbstractRobustConnection
+        self.publish_connection: AbstractRobustConnection
         self.channel: AbstractChannel
         self.publisher: Publisher
         self.dead_letters: DeadLetters
+        self.retries: Retries
         self.relay: OutboxRelay
         self.health: HealthServer | None = None
 
     async def open(self) -> None:
-        self.engine = create_engine(self.settings.database, application_name=self.name)
-        self.sessions = create_sessionmaker(self.engine)
-        # a service may start while the broker or the database is down: wait, don't crash
-        self.connection = await until_up(
-            lambda: connect(self.settings.amqp.url, name=self.name), "broker"
-        )
-        self.channel = await self.connection.channel(publisher_confirms=True)
-        await topology.declare(self.channel, self.topology)
-        await until_up(lambda: ping(self.engine), "database")
-        self.publisher = Publisher(self.channel, self.topology)
-        self.dead_letters = DeadLetters(self.publisher, self.name)
-        self.relay = OutboxRelay(engine=self.engine, publisher=self.publisher, metrics=self.metrics)
-        self.spawn(self.relay.run(), "outbox-relay")
+        """Bind the endpoints, reach the broker and the database, start the relay.
+
+        A service may start while the broker or the database is down: it waits up to
+        INTERLOCK_START_TIMEOUT. Raises StartupFailed, naming the setting, when it cannot.
+        """
+        s = self.settings
         if self._serve_http:
+            # first, so a taken port fails at once and /healthz answers while we wait
             self.health = HealthServer(
-                host=self.settings.telemetry.host,
-                port=self.settings.telemetry.port,
+                host=s.telemetry.host,
+                port=s.telemetry.port,
                 metrics=self.metrics,
                 checks={
                     "broker": self._broker_ready,
@@ -113,8 +118,45 @@ class Runtime:
                     "consuming": self._consuming,
                 },
             )
-            await self.health.start()
+            await listen(self.health, host=s.telemetry.host, port=s.telemetry.port)
+        self.engine = create_engine(s.database, application_name=self.name)
+        self.stale.attach(self.engine)
+        self.sessions = create_sessionmaker(self.engine)
+        self.connection = await self._broker(self.name)
+        self.publish_connection = await self._broker(f"{self.name}:publish")
+        self.channel = await self.publish_connection.channel(publisher_confirms=True)
+        await declare_topology(
+            self.channel, self.topology, delivery_limit=s.amqp.delivery_limit, url=s.amqp.url
+        )
+        engine = self.engine
+        await reach(
+            lambda: ping(engine),
+            setting="INTERLOCK_DATABASE_URL",
+            value=s.database.url,
+            within=s.start_timeout,
+        )
+        self.publisher = Publisher(self.channel, self.topology)
+        self.dead_letters = DeadLetters(self.publisher, self.name)
+        self.retries = Retries(self.publisher, self.topology.retry_delays)
+        self.relay = OutboxRelay(
+            engine=self.engine,
+            publisher=self.publisher,
+            metrics=self.metrics,
+            service=self.name,
+            on_failure=self.stale.observe,
+        )
+        self.spawn(self.relay.run(), "outbox-relay")
+        self.spawn(self.relay.watch_age(), "outbox-age")
         self.metrics.up.labels(service=self.name).set(1)
+
+    async def _broker(self, name: str) -> AbstractRobustConnection:
+        url = self.settings.amqp.url
+        return await reach(
+            lambda: connect(url, name=name),
+            setting="INTERLOCK_AMQP_URL",
+            value=url,
+            within=self.settings.start_timeout,
+        )
 
     async def consume(
         self, queue: QueueName, handler: Handler, prefetch: int | None = None
@@ -126,8 +168,10 @@ class Runtime:
             prefetch=prefetch or self.settings.amqp.prefetch,
             handler=handler,
             dead_letters=self.dead_letters,
+            retries=self.retries,
             metrics=self.metrics,
             delivery_limit=self.settings.amqp.delivery_limit,
+            on_outage=self.stale.observe,
         )
         await consumer.start()
         self.consumers.append(consumer)
@@ -136,11 +180,23 @@ class Runtime:
     async def _consuming(self) -> bool:
         return self.started.is_set() and all(c.consuming for c in self.consumers)
 
+    def _opened(self, name: str) -> Any:
+        return getattr(self, name, None)
+
     async def _broker_ready(self) -> bool:
-        return is_connected(self.connection) and not self.channel.is_closed
+        channel = self._opened("channel")
+        return (
+            channel is not None
+            and not channel.is_closed
+            and all(
+                c is not None and is_connected(c)
+                for c in (self._opened("connection"), self._opened("publish_connection"))
+            )
+        )
 
     async def _database_ready(self) -> bool:
-        return await ping(self.engine)
+        engine = self._opened("engine")
+        return engine is not None and await ping(engine)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """Run a background loop; if it dies, the process stops rather than limp on."""
@@ -165,9 +221,14 @@ class Runtime:
                 await task
         if self.health is not None:
             await self.health.stop()
-        with contextlib.suppress(Exception):
-            await self.connection.close()
-        await self.engine.dispose()
+        for name in ("connection", "publish_connection"):
+            connection = self._opened(name)
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    await connection.close()
+        engine = self._opened("engine")
+        if engine is not None:
+            await engine.dispose()
 
 
 async def serve(runtime: Runtime, services: Sequence[Service], grace: timedelta) -> None:
@@ -176,9 +237,10 @@ async def serve(runtime: Runtime, services: Sequence[Service], grace: timedelta)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await runtime.open()
     started: list[Service] = []
     try:
+        if not await _until_stopped(runtime.open(), stop):
+            return  # stopped while waiting for the broker or the database
         for service in services:
             await service.start(runtime)
             started.append(service)
@@ -202,3 +264,21 @@ async def serve(runtime: Runtime, services: Sequence[Service], grace: timedelta)
             loop.remove_signal_handler(sig)
     if runtime.failed.is_set():
         raise SystemExit(1)
+
+
+async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run `work` unless `stop` is set first (then cancel it): whether it finished."""
+    task = asyncio.create_task(work)
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        return False
+    task.result()  # raises what open() raised, StartupFailed above all
+    return True

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from typing import Annotated
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, BeforeValidator, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from schemas.durations import parse_duration
 
@@ -28,12 +31,60 @@ Duration = Annotated[timedelta, BeforeValidator(_duration)]
 _NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
+def masked(url: str) -> str:
+    """A URL fit for a log line or an error message: its password (anywhere) is `***`."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if parts.password is not None:
+            user, _, host = netloc.rpartition("@")
+            netloc = f"{user.partition(':')[0]}:***@{host}"
+        query = urlencode(
+            [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query)],
+            safe="*",
+        )
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
+    except ValueError:
+        return "(unparsable URL)"
+
+
 class AmqpSettings(BaseModel):
     url: str = "amqp://guest:guest@localhost:5672/"
     prefetch: int = Field(default=64, ge=1, le=10_000)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
-    # a message redelivered this many times goes to the dead-letter queue instead
+    # a message whose handling failed this many times goes to the dead-letter queue instead
     delivery_limit: int = Field(default=5, ge=1, le=1000)
+    # the wait before a failed message's next attempt: 4x longer after each failure, capped
+    retry_backoff: Duration = timedelta(seconds=1)
+    retry_max_backoff: Duration = timedelta(minutes=1)
+
+    @field_validator("url")
+    @classmethod
+    def _amqp(cls, value: str) -> str:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - parses the port, raising on a bad one
+        except ValueError as exc:
+            raise ValueError(f"not a URL: {exc}") from None
+        if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+            raise ValueError("must be amqp://[user:password@]host[:port][/vhost] (or amqps://)")
+        return value
+
+    @model_validator(mode="after")
+    def _backoff(self) -> AmqpSettings:
+        if not timedelta(milliseconds=1) <= self.retry_backoff <= self.retry_max_backoff:
+            raise ValueError("retry_backoff must be at least 1ms and at most retry_max_backoff")
+        if self.retry_max_backoff > timedelta(days=1):
+            raise ValueError("retry_max_backoff must be at most 1 day")
+        return self
+
+    @property
+    def retry_delays(self) -> tuple[timedelta, ...]:
+        """Each delay a failed message may wait, shortest first; each has its own retry queue."""
+        delays = [self.retry_backoff]
+        while delays[-1] < self.retry_max_backoff:
+            delays.append(min(delays[-1] * 4, self.retry_max_backoff))
+        return tuple(delays)
 
 
 class DatabaseSettings(BaseModel):
@@ -48,7 +99,13 @@ class DatabaseSettings(BaseModel):
     def _asyncpg(cls, value: str) -> str:
         for plain in ("postgresql://", "postgres://"):
             if value.startswith(plain):
-                return "postgresql+asyncpg://" + value[len(plain) :]
+                value = "postgresql+asyncpg://" + value[len(plain) :]
+        try:
+            driver = make_url(value).drivername
+        except ArgumentError:
+            raise ValueError("not a URL") from None
+        if driver != "postgresql+asyncpg":
+            raise ValueError("must be postgresql://[user:password@]host[:port]/database")
         return value
 
 
@@ -99,6 +156,8 @@ class Settings(BaseSettings):
 
     namespace: str = "interlock"
     shutdown_grace: Duration = timedelta(seconds=20)
+    # how long a starting service waits for an unreachable broker or database before exit 3
+    start_timeout: Duration = timedelta(minutes=5)
     amqp: AmqpSettings = Field(default_factory=AmqpSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)

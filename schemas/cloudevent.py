@@ -6,9 +6,18 @@ import re
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 CONTENT_TYPE = "application/cloudevents+json"
+MAX_ID_BYTES = 512
+MAX_SOURCE_BYTES = 1024
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 
 
@@ -18,8 +27,10 @@ class CloudEvent(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, str_strip_whitespace=False)
 
     specversion: str
-    id: str = Field(min_length=1, max_length=512)
-    source: str = Field(min_length=1, max_length=1024)
+    # (source, id) is a stored key (dedupe, executions, decisions): bounded in bytes, so that
+    # any id that passes here fits the indexes; the limits in characters come first
+    id: str = Field(min_length=1, max_length=MAX_ID_BYTES)
+    source: str = Field(min_length=1, max_length=MAX_SOURCE_BYTES)
     # the type is the routing key, which AMQP caps at 255 bytes
     type: str = Field(min_length=1, max_length=255)
     datacontenttype: str | None = None
@@ -34,6 +45,15 @@ class CloudEvent(BaseModel):
     def _v1(cls, value: str) -> str:
         if value != "1.0":
             raise ValueError(f"specversion must be '1.0', got {value!r}")
+        return value
+
+    @field_validator("id", "source")
+    @classmethod
+    def _storable(cls, value: str, info: ValidationInfo) -> str:
+        limit = MAX_ID_BYTES if info.field_name == "id" else MAX_SOURCE_BYTES
+        size = len(value.encode())
+        if size > limit:
+            raise ValueError(f"{info.field_name} is {size} bytes in UTF-8; at most {limit}")
         return value
 
     @field_validator("type")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -74,6 +75,12 @@ def settings(database_url: str, amqp_url: str, namespace: str) -> Settings:
     return Settings(
         namespace=namespace,
         database=DatabaseSettings(url=database_url, pool_size=5),
-        amqp=AmqpSettings(url=amqp_url, prefetch=32),
+        # short retry delays: a test of the delivery limit waits milliseconds, not minutes
+        amqp=AmqpSettings(
+            url=amqp_url,
+            prefetch=32,
+            retry_backoff=timedelta(milliseconds=50),
+            retry_max_backoff=timedelta(milliseconds=200),
+        ),
         telemetry=TelemetrySettings(port=0, log_json=True),
     )

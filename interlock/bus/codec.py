@@ -1,4 +1,4 @@
-"""Bytes <-> our models: orjson, size limit, and one clear dead-letter reason per failure."""
+"""Bytes <-> our models: orjson, size, depth and NUL limits, one clear dead-letter reason each."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from interlock.bus.message import RUN_EXECUTION_KEY, ExchangeName, OutgoingMessage
 from interlock.errors import DeadLetterReason, InvalidInput
 from schemas.cloudevent import CONTENT_TYPE, CloudEvent
+from schemas.json_bounds import MAX_DEPTH, find_nul, json_depth, may_hold_nul
 from schemas.messages import RunExecution
 
 M = TypeVar("M", bound=BaseModel)
@@ -27,6 +28,11 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def parse_json(body: bytes, *, max_bytes: int) -> Any:
+    """Parse an incoming body, refusing at once what no retry could ever store or handle.
+
+    Depth is measured before parsing, so nesting never reaches a recursive parser, and a NUL
+    is refused here rather than by PostgreSQL after the message has burnt its deliveries.
+    """
     if len(body) > max_bytes:
         raise InvalidInput(
             DeadLetterReason.TOO_LARGE, f"{len(body)} bytes is over the limit of {max_bytes}"
@@ -35,10 +41,21 @@ def parse_json(body: bytes, *, max_bytes: int) -> Any:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidInput(DeadLetterReason.NOT_UTF8, f"body is not UTF-8: {exc}") from None
+    depth = json_depth(body, at_least=MAX_DEPTH)
+    if depth > MAX_DEPTH:
+        raise InvalidInput(
+            DeadLetterReason.TOO_DEEP, f"nested {depth} levels deep; the limit is {MAX_DEPTH}"
+        )
     try:
-        return orjson.loads(body)
+        payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(DeadLetterReason.MALFORMED_JSON, str(exc)) from None
+    if may_hold_nul(body) and (where := find_nul(payload)) is not None:
+        raise InvalidInput(
+            DeadLetterReason.NUL_CHARACTER,
+            f"{where} holds a NUL character (\\u0000), which PostgreSQL cannot store",
+        )
+    return payload
 
 
 def decode_cloudevent(body: bytes, *, max_bytes: int) -> CloudEvent:

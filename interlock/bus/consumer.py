@@ -1,9 +1,10 @@
-"""The one place where a handler's outcome becomes ack, dead letter or requeue."""
+"""The one place where a handler's outcome becomes ack, dead letter or a delayed retry."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
@@ -15,20 +16,62 @@ from aio_pika.abc import (
 )
 
 from interlock.bus.dead_letter import DeadLetters
+from interlock.bus.retry import Retries, failures_so_far
 from interlock.bus.topology import Queue
-from interlock.errors import DeadLetterReason, InvalidInput, is_transient
+from interlock.errors import DeadLetterReason, InvalidInput, Unpublishable
+from interlock.outage import is_outage
 from interlock.telemetry.metrics import Metrics
 
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
 log = structlog.get_logger(__name__)
+_MAX_WAIT = 5.0  # seconds between tries while an outage lasts
 
 
-def delivery_count(message: AbstractIncomingMessage) -> int:
-    """How often the broker delivered this message before (quorum queues count for us)."""
-    raw = (message.headers or {}).get("x-delivery-count")
-    if isinstance(raw, int):
-        return raw
-    return 1 if message.redelivered else 0
+@dataclass(frozen=True)
+class Ack:
+    """Handled (committed): ack it."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: DeadLetterReason
+    detail: str
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Failed `failures` times so far: ack it and send a copy back after a delay."""
+
+    failures: int
+
+
+Outcome = Ack | DeadLetter | Retry
+
+
+def decide(error: Exception | None, *, failures_before: int, limit: int) -> Outcome:
+    """What becomes of a message whose handling ended with `error` (None: it succeeded).
+
+    Outages never get here: they are waited out in place. Poison is refused at once; any
+    other failure is retried later until it has failed `limit` times in all.
+    """
+    if error is None:
+        return Ack()
+    if isinstance(error, InvalidInput):
+        return DeadLetter(error.reason, error.detail)
+    if isinstance(error, Unpublishable):  # it would write a message the broker refuses
+        return DeadLetter(DeadLetterReason.UNPUBLISHABLE, f"would publish: {error.detail}")
+    failures = failures_before + 1
+    if failures >= limit:
+        return DeadLetter(
+            DeadLetterReason.DELIVERY_LIMIT,
+            f"failed {failures} times, last error: {type(error).__name__}: {error}",
+        )
+    return Retry(failures)
+
+
+def backoff(tries: int) -> float:
+    """Seconds before the next try while an outage lasts: doubling from 0.1 s, at most 5 s."""
+    return min(0.05 * 2.0 ** min(tries, 10), _MAX_WAIT)
 
 
 class Consumer:
@@ -40,16 +83,22 @@ class Consumer:
         prefetch: int,
         handler: Handler,
         dead_letters: DeadLetters,
+        retries: Retries,
         metrics: Metrics,
         delivery_limit: int,
+        on_outage: Callable[[BaseException], None] | None = None,
     ) -> None:
+        # `connection` only consumes and acks: publishing (dead letters, retries) goes through
+        # the publisher's own connection, so broker flow control on it never stalls an ack
         self._connection = connection
         self._queue_spec = queue
         self._prefetch = prefetch
         self._handler = handler
         self._dead_letters = dead_letters
+        self._retries = retries
         self._metrics = metrics
         self._delivery_limit = delivery_limit
+        self._on_outage = on_outage
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
@@ -65,6 +114,8 @@ class Consumer:
         # the consumer is restored (with ensure=False it silently is not)
         self._queue = await self._channel.get_queue(self._queue_spec.name)
         self._tag = await self._queue.consume(self._on_message)
+        # a series from the start, at 0: a rate or an increase over it sees its first outage
+        self._metrics.outage_waits.labels(queue=self._queue_spec.name)
 
     @property
     def consuming(self) -> bool:
@@ -111,71 +162,104 @@ class Consumer:
             if not self._inflight:
                 self._idle.set()
 
-    async def _handle(self, message: AbstractIncomingMessage) -> None:
-        """Run the handler; an outage is waited out here instead of burning deliveries."""
-        outage = 0
+    def _gone(self, message: AbstractIncomingMessage) -> bool:
+        """Stopping, or the channel closed: the broker will hand the message out again."""
+        return self._stopping or bool(getattr(message.channel, "is_closed", False))
+
+    async def _handle(self, message: AbstractIncomingMessage) -> Exception | None:
+        """Run the handler; an outage is waited out here, in place, as often as it takes."""
+        tries = 0
         while True:
             try:
                 await self._handler(message)
-                return
+                return None
             except Exception as exc:
-                channel_gone = getattr(message.channel, "is_closed", False)
-                if self._stopping or channel_gone or not is_transient(exc):
-                    raise
-                outage += 1
-                delay = min(0.05 * 2**outage, 5.0)
+                if self._gone(message) or not is_outage(exc):
+                    return exc
+                tries += 1
+                self._metrics.outage_waits.labels(queue=self._queue_spec.name).inc()
+                if self._on_outage is not None:
+                    self._on_outage(exc)
                 log.warning(
-                    "message.transient_failure",
+                    "message.outage",
                     queue=self._queue_spec.name,
                     error=f"{type(exc).__name__}: {exc}",
-                    retry_in=delay,
+                    retry_in=backoff(tries),
                 )
-                await asyncio.sleep(delay)
+                await asyncio.sleep(backoff(tries))
 
     async def _settle(self, message: AbstractIncomingMessage) -> None:
+        error = await self._handle(message)
+        if error is not None and self._gone(message):
+            return  # not acked: redelivered, and the checkpoint makes the rerun resume
+        failures_before = failures_so_far(message.headers)
+        outcome = decide(error, failures_before=failures_before, limit=self._delivery_limit)
         queue = self._queue_spec.name
-        try:
-            await self._handle(message)
-        except InvalidInput as exc:
-            await self._dead_letter(message, exc.reason, exc.detail)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            count = delivery_count(message)
-            if count + 1 >= self._delivery_limit:
-                log.exception("message.gave_up", queue=queue, deliveries=count + 1)
-                await self._dead_letter(
-                    message,
-                    DeadLetterReason.DELIVERY_LIMIT,
-                    f"failed {count + 1} times, last error: {type(exc).__name__}: {exc}",
-                )
-                return
-            log.warning(
-                "message.requeued",
-                queue=queue,
-                error=f"{type(exc).__name__}: {exc}",
-                deliveries=count + 1,
-            )
-            self._metrics.messages_consumed.labels(queue=queue, outcome="requeue").inc()
-            await message.nack(requeue=True)
-        else:
+        if isinstance(outcome, Ack):
             self._metrics.messages_consumed.labels(queue=queue, outcome="ack").inc()
             await message.ack()
+        elif isinstance(outcome, DeadLetter):
+            await self._dead_letter(message, outcome, error)
+        else:
+            failures = outcome.failures
+            log.warning(
+                "message.retry",
+                queue=queue,
+                error=f"{type(error).__name__}: {error}",
+                failures=failures,
+            )
+            sent = await self._publish(
+                message, lambda: self._retries.send(message, queue=queue, failures=failures)
+            )
+            if sent:
+                self._metrics.messages_consumed.labels(queue=queue, outcome="requeue").inc()
+                await message.ack()
 
     async def _dead_letter(
-        self, message: AbstractIncomingMessage, reason: DeadLetterReason, detail: str
+        self, message: AbstractIncomingMessage, outcome: DeadLetter, error: Exception | None
     ) -> None:
         queue = self._queue_spec.name
+        gave_up = outcome.reason is DeadLetterReason.DELIVERY_LIMIT
         log.warning(
             "message.dead_lettered",
             queue=queue,
-            reason=reason.value,
-            detail=detail,
+            reason=outcome.reason.value,
+            detail=outcome.detail,
             routing_key=message.routing_key,
             message_id=message.message_id,
+            exc_info=error if gave_up else None,  # a bug's traceback, not bad input's
         )
-        await self._dead_letters.send(message, reason, detail)
-        self._metrics.dead_letters.labels(service=self._dead_letters.service, reason=reason).inc()
+        if not await self._publish(
+            message, lambda: self._dead_letters.send(message, outcome.reason, outcome.detail)
+        ):
+            return
+        self._metrics.dead_letters.labels(
+            service=self._dead_letters.service, reason=outcome.reason
+        ).inc()
         self._metrics.messages_consumed.labels(queue=queue, outcome="dead_letter").inc()
         # ack only after the dead letter is confirmed: a crash in between duplicates it, never loses
         await message.ack()
+
+    async def _publish(
+        self, message: AbstractIncomingMessage, send: Callable[[], Awaitable[None]]
+    ) -> bool:
+        """Send a dead letter or retry copy, waiting out a broker outage; False if we stop first.
+
+        Until it is sent the message stays unacked; when we stop it goes back to the queue.
+        """
+        tries = 0
+        while True:
+            try:
+                await send()
+                return True
+            except Exception as exc:
+                if self._gone(message):
+                    return False
+                tries += 1
+                log.warning(
+                    "message.publish_failed",
+                    queue=self._queue_spec.name,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in=backoff(tries),
+                )
+                await asyncio.sleep(backoff(tries))

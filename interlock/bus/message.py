@@ -5,6 +5,7 @@ Kept free of the broker client so the pure core can build messages without impor
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,7 @@ class ExchangeName(StrEnum):
     DECISIONS = "decisions"
     COMMANDS = "commands"
     DEAD = "dead"
+    RETRY = "retry"
 
 
 class QueueName(StrEnum):
@@ -44,3 +46,13 @@ class OutgoingMessage:
     content_type: str = "application/json"
     headers: Mapping[str, Any] = field(default_factory=dict)
     timestamp: datetime | None = None
+
+
+MAX_ID_BYTES = 255  # an AMQP short string: message ids and CloudEvent ids we derive
+
+
+def bounded_id(text: str) -> str:
+    """An id derived from unbounded input: itself when short enough, else its sha256."""
+    if len(text.encode()) <= MAX_ID_BYTES:
+        return text
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()

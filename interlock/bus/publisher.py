@@ -9,8 +9,8 @@ from typing import Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractExchange, DeliveryMode
-from aiormq.abc import ChannelFrame
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustChannel, DeliveryMode
+from aiormq.abc import ChannelFrame, DeliveredMessage
 from pamqp import commands as spec
 
 from interlock.bus.frames import publish_frames
@@ -22,7 +22,32 @@ _BROADCAST = frozenset({ExchangeName.EVENTS, ExchangeName.LIFECYCLE})
 
 
 class NotConfirmed(Exception):
-    """The broker nacked or returned a message of a batch: the batch is not published."""
+    """The broker nacked or returned a message: it is not published."""
+
+
+class Returned(NotConfirmed):
+    """The broker returned mandatory messages: no queue is bound for their routing keys.
+
+    `positions` are their indexes in the batch; every other message of it was confirmed.
+    """
+
+    def __init__(self, text: str, positions: Sequence[int]) -> None:
+        super().__init__(text)
+        self.positions = tuple(positions)
+
+
+def _check(results: Sequence[object]) -> None:
+    returned: list[int] = []
+    for position, result in enumerate(results):
+        if isinstance(result, DeliveredMessage):
+            returned.append(position)
+        elif not isinstance(result, spec.Basic.Ack):
+            raise NotConfirmed(f"broker answered {type(result).__name__} to a publish")
+    if returned:
+        first = results[returned[0]]
+        assert isinstance(first, DeliveredMessage)
+        why = getattr(first.delivery, "reply_text", None) or "returned"
+        raise Returned(f"{why} (routing key {first.routing_key!r})", returned)
 
 
 def _mandatory(exchange: ExchangeName) -> bool:
@@ -38,6 +63,10 @@ class Publisher:
         # the broker-side name of each logical exchange
         self._names = {name: topology.exchange(name).name for name in ExchangeName}
 
+    def broker_name(self, name: ExchangeName) -> str:
+        """The name on the broker of a logical exchange (as dead letters record it)."""
+        return self._names[name]
+
     async def _exchange(self, name: ExchangeName) -> AbstractExchange:
         exchange = self._exchanges.get(name)
         if exchange is None:
@@ -46,8 +75,10 @@ class Publisher:
         return exchange
 
     async def publish(self, message: OutgoingMessage) -> None:
+        """Publish one message and wait for its confirm; raises NotConfirmed if refused."""
+        await self._ready()
         exchange = await self._exchange(message.exchange)
-        await exchange.publish(
+        confirmation = await exchange.publish(
             aio_pika.Message(
                 message.body,
                 content_type=message.content_type,
@@ -59,16 +90,19 @@ class Publisher:
             routing_key=message.routing_key,
             mandatory=_mandatory(message.exchange),
         )
+        # a returned message counts as confirmed by the broker: it reached no queue, it is lost
+        _check([confirmation])
 
     async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
         """Publish a batch in order as one write, then wait for every confirm.
 
         One publish per message costs a lock round, a socket write and a drain each; the relay
         sends hundreds at once, so the frames of the whole batch go out together. Raises if any
-        message is nacked, returned or unconfirmed in time: the caller keeps them all.
+        message is nacked, returned (Returned says which) or unconfirmed in time.
         """
         if not messages:
             return
+        await self._ready()
         channel = await self._channel.get_underlay_channel()
         assert isinstance(channel, aiormq.Channel)
         async with asyncio.timeout(CONFIRM_TIMEOUT.total_seconds()):
@@ -82,9 +116,13 @@ class Publisher:
                 everything.cancel()
                 closed.result()  # the channel closed: raises why
             results = everything.result()
-        for result in results:
-            if not isinstance(result, spec.Basic.Ack):
-                raise NotConfirmed(f"broker answered {type(result).__name__} to a publish")
+        _check(results)
+
+    async def _ready(self) -> None:
+        # a channel the broker closed (it refused a publish) is reopened in the background
+        if isinstance(self._channel, AbstractRobustChannel):
+            async with asyncio.timeout(CONFIRM_TIMEOUT.total_seconds()):
+                await self._channel.ready()
 
 
 async def _write_batch(

@@ -6,6 +6,7 @@ No exchange or queue name is spelled anywhere else: services ask the topology.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from aio_pika import ExchangeType
@@ -23,6 +24,8 @@ __all__ = [
     "BINDINGS",
     "CANCEL_TYPE",
     "DECISION_TYPE",
+    "DEFAULT_RETRY_DELAYS",
+    "RETRY_DELAY",
     "RUN_EXECUTION_KEY",
     "Binding",
     "Exchange",
@@ -33,6 +36,11 @@ __all__ = [
     "declare",
     "delete",
 ]
+
+# routes a retry copy to the queue that holds it for its delay; not an x- header, because a
+# headers exchange ignores those when matching
+RETRY_DELAY = "interlock-retry-delay"
+DEFAULT_RETRY_DELAYS = tuple(timedelta(seconds=s) for s in (1, 4, 16, 60))
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ _EXCHANGE_TYPES = {
     ExchangeName.DECISIONS: ExchangeType.TOPIC,
     ExchangeName.COMMANDS: ExchangeType.TOPIC,
     ExchangeName.DEAD: ExchangeType.FANOUT,
+    ExchangeName.RETRY: ExchangeType.HEADERS,
 }
 
 BINDINGS = (
@@ -72,10 +81,16 @@ BINDINGS = (
 )
 
 
+def delay_ms(delay: timedelta) -> int:
+    return round(delay.total_seconds() * 1000)
+
+
 @dataclass(frozen=True)
 class Topology:
     namespace: str
     delivery_limit: int
+    # one queue per delay holds retry copies that long, then hands them back (see bus.retry)
+    retry_delays: tuple[timedelta, ...] = DEFAULT_RETRY_DELAYS
 
     def exchange(self, name: ExchangeName) -> Exchange:
         return Exchange(f"{self.namespace}.{name.value}", _EXCHANGE_TYPES[name])
@@ -94,11 +109,31 @@ class Topology:
             },
         )
 
+    def retry_queue(self, delay: timedelta) -> Queue:
+        """Holds retry copies for `delay`, then dead-letters each back to the queue it names.
+
+        Every message in it has the same time to live, so they expire in order; the copy's
+        routing key is its queue's name, which the default exchange routes to on expiry.
+        """
+        ms = delay_ms(delay)
+        return Queue(
+            f"{self.namespace}.retry.{ms}ms",
+            {
+                "x-queue-type": "quorum",
+                "x-message-ttl": ms,
+                "x-dead-letter-exchange": "",
+                # never lose a copy on its way back (needs reject-publish overflow)
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            },
+        )
+
     def all_exchanges(self) -> list[Exchange]:
         return [self.exchange(name) for name in ExchangeName]
 
     def all_queues(self) -> list[Queue]:
-        return [self.queue(name) for name in QueueName]
+        retries = [self.retry_queue(delay) for delay in self.retry_delays]
+        return [self.queue(name) for name in QueueName] + retries
 
 
 async def declare(channel: AbstractChannel, topology: Topology) -> None:
@@ -115,6 +150,13 @@ async def declare(channel: AbstractChannel, topology: Topology) -> None:
         )
     for binding in BINDINGS:
         await queues[binding.queue].bind(exchanges[binding.exchange], binding.routing_key)
+    for delay in topology.retry_delays:
+        rspec = topology.retry_queue(delay)
+        retry = await channel.declare_queue(rspec.name, durable=True, arguments=rspec.arguments)
+        await retry.bind(
+            exchanges[ExchangeName.RETRY],
+            arguments={"x-match": "all", RETRY_DELAY: str(delay_ms(delay))},
+        )
 
 
 async def delete(channel: AbstractChannel, topology: Topology) -> None:

@@ -11,10 +11,11 @@ from typing import Any, NoReturn, TypeVar
 
 import orjson
 import typer
+from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from interlock.settings import Settings
+from interlock.settings import Settings, masked
 from interlock.store.engine import create_engine, create_sessionmaker
 
 T = TypeVar("T")
@@ -35,8 +36,20 @@ def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
 def settings() -> Settings:
     try:
         return Settings()
-    except Exception as exc:  # pydantic ValidationError names the variable
-        fail(f"invalid settings: {exc}")
+    except ValidationError as exc:
+        fail(f"invalid settings: {settings_problems(exc)}")
+
+
+def settings_problems(exc: ValidationError) -> str:
+    """One line: each bad setting as `INTERLOCK_NAME=value: why`, passwords masked."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        name = "_".join(["INTERLOCK", *(str(part).upper() for part in error["loc"])])
+        value = error.get("input")
+        shown = masked(value) if isinstance(value, str) and "://" in value else value
+        why = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{name}={shown}: {why}" if isinstance(value, str) else f"{name}: {why}")
+    return "; ".join(problems)
 
 
 @asynccontextmanager

@@ -19,6 +19,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from interlock.bus import topology
 from interlock.bus.connection import connect
 from interlock.bus.dead_letter import (
+    BROKER_HEADERS,
     DEAD_AT,
     DETAIL,
     ORIGINAL_EXCHANGE,
@@ -26,7 +27,7 @@ from interlock.bus.dead_letter import (
     REASON,
     SERVICE,
 )
-from interlock.bus.topology import QueueName
+from interlock.bus.topology import RETRY_DELAY, QueueName
 from interlock.cli.common import EXIT_UNAVAILABLE, emit_json, fail, run, settings, table
 
 app = typer.Typer(help="Messages that could not be processed.", no_args_is_help=True)
@@ -84,7 +85,7 @@ async def _browse() -> AsyncIterator[tuple[AbstractChannel, AbstractQueue, list[
     except OSError as exc:
         fail(f"cannot reach the broker: {exc}", EXIT_UNAVAILABLE)
     try:
-        topo = topology.Topology(s.namespace, s.amqp.delivery_limit)
+        topo = topology.Topology(s.namespace, s.amqp.delivery_limit, s.amqp.retry_delays)
         publish_channel = await connection.channel(publisher_confirms=True)
         await topology.declare(publish_channel, topo)
         channel = await connection.channel()
@@ -177,7 +178,7 @@ def replay(
                 headers = {
                     k: v
                     for k, v in (letter.message.headers or {}).items()
-                    if not k.startswith(("x-interlock-", "x-death", "x-delivery-count"))
+                    if not k.startswith(("x-interlock-", RETRY_DELAY, *BROKER_HEADERS))
                 }
                 await exchange.publish(
                     aio_pika.Message(

@@ -27,7 +27,7 @@ async def send_event(event: CloudEvent, exchange: ExchangeName) -> None:
         fail(f"cannot reach the broker: {exc}", EXIT_UNAVAILABLE)
     try:
         channel = await connection.channel(publisher_confirms=True)
-        topo = topology.Topology(s.namespace, s.amqp.delivery_limit)
+        topo = topology.Topology(s.namespace, s.amqp.delivery_limit, s.amqp.retry_delays)
         await topology.declare(channel, topo)
         await Publisher(channel, topo).publish(encode_cloudevent(event, exchange))
     finally:

@@ -8,7 +8,8 @@ from enum import StrEnum
 
 import typer
 
-from interlock.cli.common import settings
+from interlock.cli.common import fail, settings
+from interlock.errors import StartupFailed
 from interlock.runtime import Runtime, Service, serve
 from interlock.telemetry.logging import configure_logging
 
@@ -57,4 +58,7 @@ def run_services(
     # everything imported so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise walk it all and stall every message in flight meanwhile
     gc.freeze()
-    asyncio.run(serve(runtime, services, s.shutdown_grace))
+    try:
+        asyncio.run(serve(runtime, services, s.shutdown_grace))
+    except StartupFailed as exc:
+        fail(str(exc), exc.exit_code)  # one line naming the setting, no traceback

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from interlock.bus.message import ExchangeName, OutgoingMessage
+from interlock.bus.message import ExchangeName, OutgoingMessage, bounded_id
 from interlock.engine.draft import Draft
 from interlock.engine.inputs import DecisionReceived
 from interlock.engine.state import ApprovalState
@@ -171,7 +171,8 @@ def _output(
 
 def _rejection(received: DecisionReceived, why: RejectionReason, now: datetime) -> OutgoingMessage:
     """`interlock.approval.decision_rejected`: its id names the decision, so a repeat dedupes."""
-    event_id = f"{received.source}:{received.decision_id}:rejected"
+    # the source and id come from outside and may be long: the id is bounded, stable per decision
+    event_id = bounded_id(f"{received.source}:{received.decision_id}:rejected")
     body = {
         "specversion": "1.0",
         "id": event_id,

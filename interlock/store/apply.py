@@ -14,6 +14,7 @@ import asyncpg
 import orjson
 
 from interlock.bus.message import OutgoingMessage
+from interlock.bus.outgoing import validate_outgoing
 from interlock.engine.writes import (
     ApprovalCreate,
     ApprovalSettle,
@@ -106,7 +107,9 @@ async def apply_many(conn: asyncpg.Connection, bodies: Sequence[str]) -> list[Ap
 
 
 def outbox_json(m: OutgoingMessage) -> dict[str, Any]:
-    """An outbox row as the database functions take it."""
+    """An outbox row as the database functions take it; Unpublishable if the broker would
+    refuse it (a row the relay could never publish must not be written)."""
+    validate_outgoing(m)
     return {
         "exchange": m.exchange.value,
         "routing_key": m.routing_key,

@@ -138,6 +138,19 @@ class Metrics:
         self.outbox_pending = self._gauge(
             "interlock_outbox_pending_messages", "Outbox rows not yet published."
         )
+        self.outbox_oldest_age = self._gauge(
+            "interlock_outbox_oldest_age_seconds",
+            "Age of the oldest outbox row not yet published (0 when none): alert when it grows.",
+        )
+        self.outbox_dead_lettered = self._counter(
+            "interlock_outbox_dead_lettered",
+            "Outbox rows the broker would not take, moved to the dead-letter exchange instead.",
+        )
+        self.outage_waits = self._counter(
+            "interlock_outage_waits",
+            "Handler failures that were outages (database or broker), waited out in place.",
+            "queue",
+        )
         self.db_batch = Histogram(
             "interlock_db_batch_items",
             "Messages whose database work shared one round trip and commit, by operation.",

@@ -33,7 +33,6 @@ EXPECTED_MISSING = frozenset(
     {
         "interlock_approval_next_expiry_seconds",
         "interlock_approvals_pending",
-        "interlock_outbox_oldest_age_seconds",
         "interlock_paused_oldest_age_seconds",
         "interlock_queue_consumers",
         "interlock_queue_messages",

@@ -96,7 +96,15 @@ CASES = [
     Case("data and data_base64", ce(data={}, data_base64="AA=="), "not_a_cloudevent"),
     Case("bad extension name", ce(**{"Bad-Ext": "x"}), "not_a_cloudevent", detail="Bad-Ext"),
     Case("huge payload", ce(data="x" * (MAX_BYTES + 1)), "too_large"),
-    Case("deep nesting", nested(5000), "malformed_json"),
+    Case("nesting 65 deep", nested(64), "too_deep", detail="nested 65 levels deep"),
+    Case("nesting 300 deep", nested(299), "too_deep", detail="nested 300 levels deep"),
+    Case("nesting 5000 deep", nested(4999), "too_deep"),
+    Case("NUL in event data", ce(data={"note": "a\u0000b"}), "nul_character", detail="data.note"),
+    Case("NUL in a key", ce(data={"a\u0000": 1}), "nul_character", detail="data.a\\u0000"),
+    Case("NUL in an extension", ce(ext="\u0000"), "nul_character", detail="ext"),
+    Case("NUL in the id", ce(id="e-\u0000"), "nul_character", detail="id"),
+    Case("id over 512 bytes", ce(id="\u00e9" * 257), "not_a_cloudevent", detail="id is 514 bytes"),
+    Case("source over 1024 bytes", ce(source="s" * 1025), "not_a_cloudevent", detail="source"),
     Case(
         "trigger condition cannot be evaluated",
         ce(type="order.checked", data={"no_amount": True}),
@@ -193,6 +201,25 @@ CASES = [
         DECISION_TYPE,
     ),
     Case(
+        "NUL in a decision comment",
+        decision(
+            {"approval_id": "apr_x", "decision": "approved", "decided_by": "a", "comment": "\u0000"}
+        ),
+        "nul_character",
+        ExchangeName.DECISIONS,
+        DECISION_TYPE,
+        detail="data.comment",
+    ),
+    Case(
+        "decision nested 1000 deep",
+        decision({"approval_id": "apr_x", "decision": "approved", "decided_by": "a"}).replace(
+            b'"decided_by":"a"', b'"decided_by":"a","data":' + b"[" * 1000 + b"]" * 1000
+        ),
+        "too_deep",
+        ExchangeName.DECISIONS,
+        DECISION_TYPE,
+    ),
+    Case(
         "decision not a cloudevent",
         b'{"approval_id": "apr_x"}',
         "not_a_cloudevent",
@@ -215,6 +242,23 @@ CASES = [
         detail="execution_id",
     ),
     Case("cancel not json", b"cancel it", "malformed_json", ExchangeName.COMMANDS, CANCEL_TYPE),
+    Case(
+        "NUL in a cancel reason",
+        cancel({"execution_id": "2b1e1a4e-1111-4a7a-9c7e-000000000000", "reason": "x\u0000"}),
+        "nul_character",
+        ExchangeName.COMMANDS,
+        CANCEL_TYPE,
+        detail="data.reason",
+    ),
+    Case(
+        "cancel nested 300 deep",
+        cancel({"execution_id": "2b1e1a4e-1111-4a7a-9c7e-000000000000", "reason": 0}).replace(
+            b'"reason":0', b'"reason":' + b"[" * 300 + b"]" * 300
+        ),
+        "too_deep",
+        ExchangeName.COMMANDS,
+        CANCEL_TYPE,
+    ),
 ]
 
 WORKFLOWS = """

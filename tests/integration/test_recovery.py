@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -14,8 +16,15 @@ from sqlalchemy import select
 
 from executor.actions import ActionContext, ActionRegistry, StepFailed
 from interlock.bus.consumer import Consumer
-from interlock.bus.dead_letter import DETAIL, REASON, SERVICE
-from interlock.bus.topology import QueueName
+from interlock.bus.dead_letter import (
+    DETAIL,
+    ORIGINAL_EXCHANGE,
+    ORIGINAL_ROUTING_KEY,
+    REASON,
+    SERVICE,
+)
+from interlock.bus.retry import ATTEMPTS
+from interlock.bus.topology import ExchangeName, QueueName
 from interlock.clock import SystemClock
 from interlock.settings import Settings
 from interlock.store.engine import transaction
@@ -145,10 +154,12 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_not_looped(
     settings.amqp.delivery_limit = 3
     async with running(settings, which=()) as h:
         assert h.runtime is not None
-        attempts: list[int] = []
+        attempts: list[float] = []
+        counts: list[object] = []
 
         async def always_broken(message: AbstractIncomingMessage) -> None:
-            attempts.append(1)
+            attempts.append(time.monotonic())
+            counts.append((message.headers or {}).get(ATTEMPTS))
             raise RuntimeError("handler bug")
 
         consumer = Consumer(
@@ -157,6 +168,7 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_not_looped(
             prefetch=1,
             handler=always_broken,
             dead_letters=h.runtime.dead_letters,
+            retries=h.runtime.retries,
             metrics=h.metrics,
             delivery_limit=3,
         )
@@ -168,9 +180,17 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_not_looped(
             await consumer.stop(timedelta(seconds=2))
         assert dead.headers[REASON] == "delivery_limit"
         assert dead.headers[SERVICE] == "test"
+        assert "failed 3 times" in dead.headers[DETAIL]
         assert "handler bug" in dead.headers[DETAIL]
-        assert len(attempts) == 3
+        # where it came from, not the retry queue it last came back through
+        assert dead.headers[ORIGINAL_EXCHANGE] == h.topology.exchange(ExchangeName.EVENTS).name
+        assert dead.headers[ORIGINAL_ROUTING_KEY] == "poison.pill"
         assert orjson.loads(dead.body)["type"] == "poison.pill"
+        # counted by us, with a growing wait in between (50 ms, then 200 ms, in tests)
+        assert counts == [None, 1, 2]
+        first, second = (b - a for a, b in itertools.pairwise(attempts))
+        assert first >= 0.05
+        assert second >= 0.2
 
 
 async def test_a_database_outage_is_waited_out_without_losing_the_message(
@@ -193,6 +213,7 @@ async def test_a_database_outage_is_waited_out_without_losing_the_message(
             prefetch=1,
             handler=flaky_db,
             dead_letters=h.runtime.dead_letters,
+            retries=h.runtime.retries,
             metrics=h.metrics,
             delivery_limit=1,
         )

@@ -35,7 +35,9 @@ class Harness:
     def __init__(self, settings: Settings, actions: ActionRegistry | None = None) -> None:
         self.settings = settings
         self.actions = actions
-        self.topology = Topology(settings.namespace, settings.amqp.delivery_limit)
+        self.topology = Topology(
+            settings.namespace, settings.amqp.delivery_limit, settings.amqp.retry_delays
+        )
         self.runtime: Runtime | None = None
         self.router: RouterService | None = None
         self.services: list[Service] = []
