@@ -5,18 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-import orjson
-
 from executor.actions import ActionContext, ActionRegistry, OutgoingEvent, StepFailed
+from executor.storable import storable_error, storable_output
 from schemas.compiled import CompiledStep
 from schemas.durations import format_duration
 from schemas.expressions import ExpressionError, Scope
-
-MAX_OUTPUT_BYTES = 1_048_576
 
 
 @dataclass(frozen=True)
@@ -30,21 +27,6 @@ class Outcome:
     seconds: float = 0.0
 
 
-def _json_output(output: Any) -> Any:
-    try:
-        encoded = orjson.dumps(output, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError as exc:
-        raise StepFailed(
-            f"action output is not JSON-serialisable: {exc}", retryable=False
-        ) from None
-    if len(encoded) > MAX_OUTPUT_BYTES:
-        raise StepFailed(
-            f"action output is {len(encoded)} bytes, over the {MAX_OUTPUT_BYTES} limit",
-            retryable=False,
-        )
-    return orjson.loads(encoded)
-
-
 async def run_attempt(
     step: CompiledStep,
     *,
@@ -53,8 +35,25 @@ async def run_attempt(
     context: ActionContext,
     default_timeout: timedelta,
 ) -> Outcome:
-    """Never raises for a failure of the step itself: the outcome says what happened."""
+    """Never raises for a failure of the step itself: the outcome says what happened.
+
+    The outcome's error text is always storable (no NUL, bounded), since it goes into the
+    checkpoint and the lifecycle events.
+    """
     started = time.perf_counter()
+    outcome = await _attempt(step, scope, actions, context, default_timeout)
+    if outcome.error is not None:
+        outcome = replace(outcome, error=storable_error(outcome.error))
+    return replace(outcome, seconds=time.perf_counter() - started)
+
+
+async def _attempt(
+    step: CompiledStep,
+    scope: Mapping[str, Any] | Scope,
+    actions: ActionRegistry,
+    context: ActionContext,
+    default_timeout: timedelta,
+) -> Outcome:
     name = str(getattr(step.spec, "action", ""))
     action = actions.get(name)
     if action is None:
@@ -68,29 +67,15 @@ async def run_attempt(
     try:
         async with asyncio.timeout(timeout.total_seconds()):
             output = await action(arguments, context)
-        output = _json_output(output)
+        output = storable_output(output)
     except StepFailed as exc:
         return Outcome(
-            ok=False,
-            error=exc.message,
-            retryable=exc.retryable,
-            retry_after=exc.retry_after,
-            seconds=time.perf_counter() - started,
+            ok=False, error=exc.message, retryable=exc.retryable, retry_after=exc.retry_after
         )
     except TimeoutError:
         return Outcome(
-            ok=False,
-            error=f"timed out after {format_duration(timeout)}",
-            retryable=True,
-            seconds=time.perf_counter() - started,
+            ok=False, error=f"timed out after {format_duration(timeout)}", retryable=True
         )
     except Exception as exc:  # an action's own bug fails the attempt, not the executor
-        return Outcome(
-            ok=False,
-            error=f"{type(exc).__name__}: {exc}",
-            retryable=True,
-            seconds=time.perf_counter() - started,
-        )
-    return Outcome(
-        ok=True, output=output, emitted=list(context.emitted), seconds=time.perf_counter() - started
-    )
+        return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}", retryable=True)
+    return Outcome(ok=True, output=output, emitted=list(context.emitted))
