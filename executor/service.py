@@ -8,6 +8,7 @@ import httpx
 
 from executor.actions import ActionRegistry
 from executor.handle_execution import ExecutionHandler, ExecutorDeps
+from executor.outbound_client import outbound_client
 from interlock.bus.consumer import Consumer
 from interlock.bus.topology import QueueName
 from interlock.definitions import VersionCache
@@ -34,8 +35,8 @@ class ExecutorService:
         self._worker = WorkerLock(runtime.engine, settings.namespace)
         await until_up(self._worker.acquire, "database")
         runtime.spawn(self._worker.watch(), "worker-lock")
-        # no client-wide timeout: the step's `timeout` (or the action's own) governs each call
-        self._http = httpx.AsyncClient(follow_redirects=False, timeout=None)
+        # only public addresses, plus INTERLOCK_EXECUTOR_HTTP_ALLOW
+        self._http = outbound_client(settings.executor.outbound_policy())
         handler = ExecutionHandler(
             ExecutorDeps(
                 engine=runtime.engine,

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from interlock.outbound_policy import OutboundPolicy
 from schemas.durations import parse_duration
 
 
@@ -62,6 +63,18 @@ class ExecutorSettings(BaseModel):
     actions: list[str] = Field(default_factory=list)  # modules that register user actions
     lifecycle_steps: bool = True  # publish interlock.step.* events (execution events always go)
     default_step_timeout: Duration = timedelta(minutes=5)
+    # CIDRs, addresses and host names (`*.` for a domain) that outbound calls may reach even
+    # though they are not public (loopback, private, link-local, ...)
+    http_allow: list[str] = Field(default_factory=list)
+
+    @field_validator("http_allow")
+    @classmethod
+    def _allow_list(cls, value: list[str]) -> list[str]:
+        OutboundPolicy.parse(value)  # a bad entry stops the service at start, naming it
+        return value
+
+    def outbound_policy(self) -> OutboundPolicy:
+        return OutboundPolicy.parse(self.http_allow)
 
 
 class ResumerSettings(BaseModel):

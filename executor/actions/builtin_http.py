@@ -14,7 +14,7 @@ import orjson
 
 from executor.actions.arguments import invalid, optional_str, optional_str_map, required_str
 from executor.actions.context import ActionContext
-from executor.actions.errors import StepFailed
+from executor.actions.errors import DestinationRefused, StepFailed
 
 METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MAX_BODY_BYTES: Final = 1024 * 1024
@@ -216,6 +216,8 @@ async def http(args: Mapping[str, Any], ctx: ActionContext) -> dict[str, Any]:
     try:
         async with asyncio.timeout(request.timeout):
             return await _exchange(request, ctx)
+    except DestinationRefused as exc:
+        raise DestinationRefused(f"{request.method} {request.url}: {exc.message}") from None
     except (httpx.TransportError, TimeoutError) as exc:
         raise StepFailed(
             f"{request.method} {request.url} failed: {type(exc).__name__}: {exc}", retryable=True

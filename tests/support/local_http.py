@@ -37,17 +37,19 @@ class LocalHttpServer:
         self.routes: dict[str, Route] = dict(routes or {})
         self.received: list[Received] = []
         self._server: asyncio.Server | None = None
+        self._port: int | None = None
 
     @property
     def port(self) -> int:
-        assert self._server is not None, "server not started"
-        return int(self._server.sockets[0].getsockname()[1])
+        assert self._port is not None, "server not started"
+        return self._port
 
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
     async def __aenter__(self) -> LocalHttpServer:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._port = int(self._server.sockets[0].getsockname()[1])
         return self
 
     async def __aexit__(
