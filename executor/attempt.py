@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from executor.actions import ActionContext, ActionRegistry, OutgoingEvent, StepFailed
+from executor.secrets import Redactor
 from executor.storable import storable_error, storable_output
 from schemas.compiled import CompiledStep
 from schemas.durations import format_duration
@@ -42,9 +43,52 @@ async def run_attempt(
     """
     started = time.perf_counter()
     outcome = await _attempt(step, scope, actions, context, default_timeout)
+    redactor = context.redactor()
+    if redactor:
+        outcome = _redacted(outcome, redactor)
     if outcome.error is not None:
         outcome = replace(outcome, error=storable_error(outcome.error))
     return replace(outcome, seconds=time.perf_counter() - started)
+
+
+def render_with(
+    step: CompiledStep, scope: Mapping[str, Any] | Scope, context: ActionContext
+) -> Any:
+    """Render the step's `with`, with `secrets` in scope for this render only.
+
+    `secrets` holds just the secrets the template names, so conditions and other templates
+    never see one. An unknown secret raises a non-retryable StepFailed naming it.
+    """
+    template = step.with_
+    if template is None:
+        return {}
+    names = template.names_under("secrets")
+    if not names:
+        return template.render(scope)
+    values = {name: context.secret(name) for name in sorted(names)}
+    if isinstance(scope, Scope):
+        return template.render(scope.with_variable("secrets", values))
+    return template.render({**scope, "secrets": values})
+
+
+def _redacted(outcome: Outcome, redactor: Redactor) -> Outcome:
+    """Mask the attempt's secrets: the outcome becomes a checkpoint, lifecycle events and
+    published events, none of which may carry one."""
+    return replace(
+        outcome,
+        output=redactor.value(outcome.output),
+        error=None if outcome.error is None else redactor.text(outcome.error),
+        emitted=[
+            replace(
+                event,
+                type=redactor.text(event.type),
+                source=redactor.text(event.source),
+                data=redactor.value(event.data),
+                subject=None if event.subject is None else redactor.text(event.subject),
+            )
+            for event in outcome.emitted
+        ],
+    )
 
 
 async def _attempt(
@@ -60,9 +104,11 @@ async def _attempt(
         known = ", ".join(sorted(actions.names()))
         return Outcome(ok=False, error=f"unknown action {name!r} (known: {known})")
     try:
-        arguments = step.with_.render(scope) if step.with_ is not None else {}
+        arguments = render_with(step, scope, context)
     except ExpressionError as exc:
         return Outcome(ok=False, error=str(exc))
+    except StepFailed as exc:
+        return Outcome(ok=False, error=exc.message, retryable=exc.retryable)
     timeout = getattr(step.spec, "timeout", None) or default_timeout
     try:
         async with asyncio.timeout(timeout.total_seconds()):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, Field, field_validator
@@ -104,6 +105,9 @@ class Settings(BaseSettings):
 
     namespace: str = "interlock"
     shutdown_grace: Duration = timedelta(seconds=20)
+    # one file per secret, for `${secrets.NAME}` in a step's `with` (INTERLOCK_SECRET_<NAME>
+    # variables are read as well); read by the executor once, at start
+    secrets_dir: Path | None = None
     amqp: AmqpSettings = Field(default_factory=AmqpSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)

@@ -45,11 +45,18 @@ class ExpressionSyntaxError(ExpressionError):
 
 
 _CEL_ERROR: Final = re.compile(r"ERROR: <input>:(\d+):(\d+): ([^\n]*)")
-_STEP_REF: Final = re.compile(
-    # String literals are matched first so `"steps.x"` inside quotes is skipped.
-    r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'"""
-    r"""|(?<![\w.])steps\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\])"""
-)
+
+
+def _member_pattern(root: str) -> re.Pattern[str]:
+    """`root.name`, `root["name"]` and `root['name']`; a bare `root` matches with no name."""
+    return re.compile(
+        # String literals are matched first so `"steps.x"` inside quotes is skipped.
+        r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'"""
+        rf"""|(?<![\w.]){root}\b(?:\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\]))?"""
+    )
+
+
+_MEMBER_PATTERNS: Final = {root: _member_pattern(root) for root in ("steps", "secrets")}
 
 
 class Scope:
@@ -60,15 +67,24 @@ class Scope:
     is looked up at evaluation time instead, and only by the expressions that use it.
     """
 
-    __slots__ = ("context",)
+    __slots__ = ("_lookup", "_variables", "context")
 
     def __init__(
         self, variables: Mapping[str, Any], lookup: Callable[[str], Any] | None = None
     ) -> None:
+        self._variables, self._lookup = variables, lookup
         self.context = cel.Context(dict(variables))
         if lookup is not None:
             # consulted before the variables; None means "not mine"
             self.context.set_variable_resolver(lookup)
+
+    def with_variable(self, name: str, value: Any) -> "Scope":
+        """A new scope that also has `name`; this one stays as it was.
+
+        It converts every variable again, so it is for the rare evaluation that needs an extra
+        variable (a step's secrets), not for the hot path.
+        """
+        return Scope({**self._variables, name: value}, self._lookup)
 
 
 class Expression:
@@ -114,12 +130,25 @@ class Expression:
 
     def step_references(self) -> set[str]:
         """Step ids read via `steps.id` or `steps["id"]`: static, so a load can reject bad order."""
-        return {
-            a or b or c
-            for m in _STEP_REF.finditer(self.source)
-            for a, b, c in [m.groups()]
-            if a or b or c
-        }
+        return self.member_references("steps")[0]
+
+    def member_references(self, root: str) -> tuple[set[str], bool]:
+        """Names read under `root` as `root.name` or `root["name"]`, and whether `root` is also
+        used some other way (`root[event.data.k]`, `root` alone), which no static check can see.
+
+        `root` is "steps" or "secrets".
+        """
+        names: set[str] = set()
+        other = False
+        for match in _MEMBER_PATTERNS[root].finditer(self.source):
+            if match.group(0)[0] in "\"'":
+                continue  # a string literal
+            name = next((group for group in match.groups() if group is not None), None)
+            if name is None:
+                other = True
+            else:
+                names.add(name)
+        return names, other
 
 
 def context_of(scope: Mapping[str, Any] | Scope) -> dict[str, Any] | cel.Context:

@@ -105,10 +105,11 @@ class Template:
     the same objects every time, not copies: callers must not mutate what `render` returns.
     """
 
-    __slots__ = ("_expressions", "_root")
+    __slots__ = ("_expressions", "_members", "_root")
 
     def __init__(self, root: _Node, expressions: list[tuple[str, Expression]]) -> None:
         self._root, self._expressions = root, expressions
+        self._members: dict[str, frozenset[str]] = {}
 
     @classmethod
     def compile(cls, value: Any, path: str = "") -> "Template":
@@ -127,6 +128,17 @@ class Template:
         if len(self._expressions) > 1 and not isinstance(scope, Scope):
             scope = Scope(scope)  # convert the variables once, not once per expression
         return root.render(context_of(scope))
+
+    def names_under(self, root: str) -> frozenset[str]:
+        """Names its expressions read as `root.name` or `root["name"]`; worked out once.
+
+        `root` is "steps" or "secrets" (see `Expression.member_references`).
+        """
+        names = self._members.get(root)
+        if names is None:
+            found = (e.member_references(root)[0] for _, e in self._expressions)
+            names = self._members[root] = frozenset().union(*found)
+        return names
 
     def expressions(self) -> list[Expression]:
         return [expression for _, expression in self._expressions]

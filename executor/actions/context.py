@@ -9,6 +9,9 @@ from typing import Any
 import httpx
 from structlog.typing import FilteringBoundLogger
 
+from executor.actions.errors import StepFailed
+from executor.secrets import DIR_SETTING, ENV_PREFIX, Redactor, Secrets
+
 
 @dataclass(frozen=True)
 class OutgoingEvent:
@@ -23,7 +26,7 @@ class OutgoingEvent:
     id: str
     data: Any
     subject: str | None = None
-    extensions: Mapping[str, str] = field(default_factory=dict)
+    extensions: Mapping[str, str | int] = field(default_factory=dict)
 
 
 @dataclass
@@ -40,10 +43,31 @@ class ActionContext:
     http: httpx.AsyncClient  # owned by the service; actions never close it
     logger: FilteringBoundLogger
     emitted: list[OutgoingEvent] = field(default_factory=list)
+    secrets: Secrets = field(default_factory=Secrets, repr=False)
+    revealed: set[str] = field(default_factory=set)  # secrets this attempt has read
 
     def emit(self, event: OutgoingEvent) -> None:
         """Queue an event for publication with this attempt's checkpoint."""
         self.emitted.append(event)
+
+    def secret(self, name: str) -> str:
+        """The secret's value; it is masked as `***` in this attempt's output, error and events.
+
+        An unknown name fails the step without retry: the executor reads secrets only at start.
+        """
+        value = self.secrets.get(name)
+        if value is None:
+            raise StepFailed(
+                f"unknown secret {name!r}: set {ENV_PREFIX}{name} or put a file {name!r} in"
+                f" {DIR_SETTING} for the executor",
+                retryable=False,
+            )
+        self.revealed.add(name)
+        return value
+
+    def redactor(self) -> Redactor:
+        """Masks the secrets this attempt has read (a falsy redactor when it read none)."""
+        return self.secrets.redactor(self.revealed)
 
 
 Action = Callable[[Mapping[str, Any], ActionContext], Awaitable[Any]]

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 from enum import StrEnum
 
 import typer
 
-from interlock.cli.common import settings
+from executor.secrets import Secrets, SecretsError
+from interlock.cli.common import fail, settings
 from interlock.runtime import Runtime, Service, serve
+from interlock.settings import Settings
 from interlock.telemetry.logging import configure_logging
 
 
@@ -35,6 +38,14 @@ def build_services(which: Which) -> list[Service]:
     return [factories[which]()]
 
 
+def _secrets(s: Settings) -> Secrets:
+    """The executor's secrets, read once at start; an unreadable one stops it with one line."""
+    try:
+        return Secrets.load(s.secrets_dir, os.environ)
+    except SecretsError as exc:
+        fail(str(exc))
+
+
 def run_services(
     which: Which = typer.Argument(..., help="router, executor, resumer, or all (development)."),
     metrics_port: int | None = typer.Option(
@@ -45,7 +56,12 @@ def run_services(
     s = settings()
     if metrics_port is not None:
         s.telemetry.port = metrics_port
-    configure_logging(level=s.telemetry.log_level, json=s.telemetry.log_json)
+    secrets = _secrets(s) if which in (Which.EXECUTOR, Which.ALL) else Secrets()
+    configure_logging(
+        level=s.telemetry.log_level,
+        json=s.telemetry.log_json,
+        redact=secrets.redactor().text if len(secrets) else None,
+    )
     try:
         import uvloop
 
