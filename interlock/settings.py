@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from interlock.outbound_policy import OutboundPolicy
 from schemas.durations import parse_duration
+from schemas.hops import DEFAULT_MAX_HOPS
 
 
 # durations read like the DSL's: "30s", "500ms", "2m", ISO 8601, or plain seconds
@@ -108,6 +109,8 @@ class Settings(BaseSettings):
     # one file per secret, for `${secrets.NAME}` in a step's `with` (INTERLOCK_SECRET_<NAME>
     # variables are read as well); read by the executor once, at start
     secrets_dir: Path | None = None
+    # events emitted by steps carry `interlockhops`; a step whose event would go past this fails
+    max_hops: int = Field(default=DEFAULT_MAX_HOPS, ge=1, le=10_000)
     amqp: AmqpSettings = Field(default_factory=AmqpSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -11,6 +11,7 @@ from structlog.typing import FilteringBoundLogger
 
 from executor.actions.errors import StepFailed
 from executor.secrets import DIR_SETTING, ENV_PREFIX, Redactor, Secrets
+from schemas.hops import DEFAULT_MAX_HOPS, HOPS_EXTENSION, HopLimitExceeded, next_hops
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,19 @@ class ActionContext:
     emitted: list[OutgoingEvent] = field(default_factory=list)
     secrets: Secrets = field(default_factory=Secrets, repr=False)
     revealed: set[str] = field(default_factory=set)  # secrets this attempt has read
+    max_hops: int = DEFAULT_MAX_HOPS
 
     def emit(self, event: OutgoingEvent) -> None:
-        """Queue an event for publication with this attempt's checkpoint."""
-        self.emitted.append(event)
+        """Queue an event for publication with this attempt's checkpoint.
+
+        It carries `interlockhops`, one more than the triggering event's; past `max_hops` the
+        step fails without retry instead.
+        """
+        try:
+            hops = next_hops(self.event, self.max_hops)
+        except HopLimitExceeded as exc:
+            raise StepFailed(str(exc), retryable=False) from None
+        self.emitted.append(replace(event, extensions={**event.extensions, HOPS_EXTENSION: hops}))
 
     def secret(self, name: str) -> str:
         """The secret's value; it is masked as `***` in this attempt's output, error and events.
