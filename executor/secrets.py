@@ -119,5 +119,8 @@ class Redactor:
         return value
 
 
+NO_REDACTION: Final = Redactor(())
+
+
 def _forms(value: str) -> set[str]:
     return {value, quote(value, safe=""), quote_plus(value, safe="")}

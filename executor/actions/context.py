@@ -10,7 +10,7 @@ import httpx
 from structlog.typing import FilteringBoundLogger
 
 from executor.actions.errors import StepFailed
-from executor.secrets import DIR_SETTING, ENV_PREFIX, Redactor, Secrets
+from executor.secrets import DIR_SETTING, ENV_PREFIX, NO_REDACTION, Redactor, Secrets
 from schemas.hops import DEFAULT_MAX_HOPS, HOPS_EXTENSION, HopLimitExceeded, next_hops
 
 
@@ -77,7 +77,7 @@ class ActionContext:
 
     def redactor(self) -> Redactor:
         """Masks the secrets this attempt has read (a falsy redactor when it read none)."""
-        return self.secrets.redactor(self.revealed)
+        return self.secrets.redactor(self.revealed) if self.revealed else NO_REDACTION
 
 
 Action = Callable[[Mapping[str, Any], ActionContext], Awaitable[Any]]

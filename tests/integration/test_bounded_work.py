@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from interlock.settings import Settings
@@ -47,4 +49,55 @@ async def test_a_workflow_that_triggers_itself_stops_at_the_hop_limit(settings: 
     assert step.error is not None
     assert step.error.startswith(
         "an event emitted here would be 17 hops deep, over the limit of 16 (INTERLOCK_MAX_HOPS)"
+    )
+
+
+COSTLY = """
+name: costly
+triggers:
+  - on: order.placed
+    if: event.data.items.filter(i, i > 0).size() > 0
+steps:
+  - {id: note, action: log, with: {message: matched}}
+"""
+
+CHEAP = """
+name: cheap
+triggers: [{on: order.placed}]
+steps:
+  - id: check
+    if: event.data.items.exists(i, i == event.data.wanted)
+    action: log
+    with: {message: found}
+"""
+
+
+async def test_a_trigger_too_costly_for_an_event_is_no_match_and_is_counted(
+    settings: Settings,
+) -> None:
+    async with running(settings) as h:
+        await h.apply(COSTLY)
+        await h.apply(CHEAP)
+        items = list(range(1000))
+        done = await h.run_to_end("order.placed", {"items": items, "wanted": 5})
+
+        async def counted() -> float | None:
+            return h.metrics.registry.get_sample_value(
+                "interlock_trigger_over_budget_total", {"workflow": "costly"}
+            )
+
+        assert await eventually(counted, what="the refused trigger to be counted") == 1.0
+        async with h.sessions() as session:
+            rows = await Executions(session).recent(limit=100)
+    assert [r.workflow for r in rows] == ["cheap"]
+    assert h.metrics.registry.get_sample_value("interlock_events_invalid_total") is None
+    # the same event's step guard iterates with a variable read in its body: N ** 2 steps
+    step = done.steps["check"]
+    assert done.status is ExecutionStatus.FAILED
+    assert step.error is not None
+    assert re.fullmatch(
+        r"CEL evaluation refused for 'event\.data\.items\.exists\(i, i == event\.data\.wanted\)':"
+        r" would take about [\d,]+ steps \(10\d\d input values, nested 2 deep\), over the"
+        r" budget of 100,000",
+        step.error,
     )
