@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 
 import httpcore
@@ -89,13 +90,16 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport, with its connection pool opening sockets through `backend`."""
 
-    def __init__(self, backend: httpcore.AsyncNetworkBackend) -> None:
-        super().__init__()
+    def __init__(
+        self, backend: httpcore.AsyncNetworkBackend, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        ssl_context = ssl_context or httpx.create_ssl_context()
+        super().__init__(verify=ssl_context)
         # httpx has no public way to pass a network backend; the pool it builds above is
         # replaced by the same pool (httpx's default limits) over our backend. The guard
         # tests go through this class, so an httpx change that bypasses it fails them.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=ssl_context,
             max_connections=100,
             max_keepalive_connections=20,
             keepalive_expiry=5.0,

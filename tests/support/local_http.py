@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -33,8 +34,11 @@ class LocalHttpServer:
     Only loopback: the tests never send traffic anywhere else.
     """
 
-    def __init__(self, routes: Mapping[str, Route] | None = None) -> None:
+    def __init__(
+        self, routes: Mapping[str, Route] | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.routes: dict[str, Route] = dict(routes or {})
+        self._tls = tls
         self.received: list[Received] = []
         self._server: asyncio.Server | None = None
         self._port: int | None = None
@@ -45,10 +49,10 @@ class LocalHttpServer:
         return self._port
 
     def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}{path}"
 
     async def __aenter__(self) -> LocalHttpServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._tls)
         self._port = int(self._server.sockets[0].getsockname()[1])
         return self
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
+import subprocess
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from ipaddress import ip_address
+from pathlib import Path
 from typing import Any
 
 import httpcore
@@ -214,6 +217,43 @@ async def test_a_rebinding_answer_is_caught_on_the_connection_it_would_be_used_f
             await client.get("http://rebind.test/")
     assert calls == ["rebind.test", "rebind.test"]
     assert inner.connected == ["93.184.216.34"]
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for svc.test (and its key), made with the openssl command."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    request = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=svc.test"
+    files = ["-keyout", str(key), "-out", str(cert)]
+    subprocess.run(
+        [*request.split(), "-addext", "subjectAltName=DNS:svc.test", *files],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.mark.parametrize(("name", "verified"), [("svc.test", True), ("other.test", False)])
+async def test_tls_is_verified_against_the_host_name_while_connecting_to_the_checked_address(
+    certificate: tuple[Path, Path], name: str, verified: bool
+) -> None:
+    cert, key = certificate
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    client_tls = ssl.create_default_context(cafile=str(cert))
+    resolve = resolver({name: [["127.0.0.1"]]}, [])
+    backend = GuardedBackend(OutboundPolicy.parse(["127.0.0.1"]), resolve)
+    async with (
+        LocalHttpServer({"/": Reply(200, b"secure")}, tls=server_tls) as server,
+        httpx.AsyncClient(transport=GuardedTransport(backend, client_tls)) as client,
+    ):
+        url = f"https://{name}:{server.port}/"
+        if verified:
+            assert (await client.get(url)).text == "secure"
+        else:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await client.get(url)
 
 
 async def test_a_name_that_does_not_resolve_is_a_retryable_connect_error() -> None:
