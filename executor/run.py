@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from executor.actions import ActionContext, ActionRegistry
 from executor.attempt import idempotency_key, run_attempt
+from executor.secrets import Secrets
 from interlock.clock import Clock
 from interlock.engine.decide import decide
 from interlock.engine.draft import Context, EngineSettings
@@ -36,6 +37,7 @@ from interlock.store.state import load_states
 from interlock.telemetry.metrics import Metrics
 from interlock.telemetry.observe import observe_decision
 from schemas.compiled import CompiledWorkflow
+from schemas.hops import DEFAULT_MAX_HOPS
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +59,8 @@ class RunDeps:
     settings: ExecutorSettings
     engine_settings: EngineSettings
     rng: random.Random = field(default_factory=random.Random)
+    secrets: Secrets = field(default_factory=Secrets)
+    max_hops: int = DEFAULT_MAX_HOPS
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +245,8 @@ class ExecutionRun:
             logger=logger,
             item=launch.value,
             index=launch.item,
+            secrets=d.secrets,
+            max_hops=d.max_hops,
         )
         with structlog.contextvars.bound_contextvars(step=step.id):
             outcome = await run_attempt(

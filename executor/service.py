@@ -12,7 +12,9 @@ import structlog
 
 from executor.actions import ActionRegistry
 from executor.handle_execution import ExecutionHandler, ExecutorDeps
+from executor.outbound_client import outbound_client
 from executor.run import RunDeps
+from executor.secrets import Secrets
 from interlock.bus.consumer import Consumer
 from interlock.bus.topology import QueueName
 from interlock.definitions import VersionCache
@@ -32,8 +34,11 @@ log = structlog.get_logger(__name__)
 class ExecutorService:
     name = "executor"
 
-    def __init__(self, actions: ActionRegistry | None = None) -> None:
+    def __init__(
+        self, actions: ActionRegistry | None = None, secrets: Secrets | None = None
+    ) -> None:
         self._actions = actions
+        self._secrets = secrets or Secrets()  # read once at start by the entry point
         self._consumer: Consumer | None = None
         self._http: httpx.AsyncClient | None = None
         self._worker: WorkerLock | None = None
@@ -51,8 +56,9 @@ class ExecutorService:
         self._worker = WorkerLock(runtime.engine, settings.namespace)
         await until_up(self._worker.acquire, "database")
         runtime.spawn(self._worker.watch(), "worker-lock")
-        # no client-wide timeout: the step's `timeout` (or the action's own) governs each call
-        self._http = httpx.AsyncClient(follow_redirects=False, timeout=None)
+        # only public addresses, plus INTERLOCK_EXECUTOR_HTTP_ALLOW; no client-wide timeout:
+        # the step's `timeout` (or the action's own) governs each call
+        self._http = outbound_client(settings.executor.outbound_policy())
         observe = runtime.metrics.db_batch.labels(BatchOperation.BOUNDARY).observe
         run = RunDeps(
             engine=runtime.engine,
@@ -69,6 +75,8 @@ class ExecutorService:
                 max_items=settings.executor.max_items,
             ),
             rng=random.Random(),
+            secrets=self._secrets,
+            max_hops=settings.max_hops,
         )
         self._handler = ExecutionHandler(
             ExecutorDeps(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -12,7 +13,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from interlock.outbound_policy import OutboundPolicy
 from schemas.durations import parse_duration
+from schemas.hops import DEFAULT_MAX_HOPS
 
 
 # durations read like the DSL's: "30s", "500ms", "2m", ISO 8601, or plain seconds
@@ -124,6 +127,18 @@ class ExecutorSettings(BaseModel):
     # (killed, frozen, cut off) is taken over once the lease has run out
     lease: Duration = timedelta(seconds=30)
     max_items: int = Field(default=1000, ge=1, le=100_000)  # the longest list a for_each runs
+    # CIDRs, addresses and host names (`*.` for a domain) that outbound calls may reach even
+    # though they are not public (loopback, private, link-local, ...)
+    http_allow: list[str] = Field(default_factory=list)
+
+    @field_validator("http_allow")
+    @classmethod
+    def _allow_list(cls, value: list[str]) -> list[str]:
+        OutboundPolicy.parse(value)  # a bad entry stops the service at start, naming it
+        return value
+
+    def outbound_policy(self) -> OutboundPolicy:
+        return OutboundPolicy.parse(self.http_allow)
 
 
 class ResumerSettings(BaseModel):
@@ -158,6 +173,11 @@ class Settings(BaseSettings):
     shutdown_grace: Duration = timedelta(seconds=20)
     # how long a starting service waits for an unreachable broker or database before exit 3
     start_timeout: Duration = timedelta(minutes=5)
+    # one file per secret, for `${secrets.NAME}` in a step's `with` (INTERLOCK_SECRET_<NAME>
+    # variables are read as well); read by the executor once, at start
+    secrets_dir: Path | None = None
+    # events emitted by steps carry `interlockhops`; a step whose event would go past this fails
+    max_hops: int = Field(default=DEFAULT_MAX_HOPS, ge=1, le=10_000)
     amqp: AmqpSettings = Field(default_factory=AmqpSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from interlock.definitions import VersionCache
 from interlock.errors import InvalidInput
 from interlock.store.workflows import Workflows
+from interlock.telemetry.metrics import Metrics
 from router.matching import Matcher, TriggerRef
 
 log = structlog.get_logger(__name__)
@@ -19,9 +20,14 @@ log = structlog.get_logger(__name__)
 
 class Definitions:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], cache: VersionCache, poll: timedelta
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        cache: VersionCache,
+        poll: timedelta,
+        metrics: Metrics | None = None,
     ) -> None:
         self._sessions = sessions
+        self._metrics = metrics
         self._cache = cache
         self._poll = poll
         self._revision: tuple[int, datetime | None] | None = None
@@ -54,6 +60,12 @@ class Definitions:
                     )
                     for t in compiled.triggers
                 )
+        if self._metrics is not None:
+            # a series per conditional trigger from the start, at 0: an alert's increase()
+            # sees the first error, not only the second
+            for workflow in {t.workflow for t in triggers if t.condition is not None}:
+                self._metrics.trigger_errors.labels(workflow=workflow)
+                self._metrics.trigger_over_budget.labels(workflow=workflow)
         # swapped in one assignment: an event in flight keeps the matcher it started with
         self.matcher = Matcher(triggers)
         self.workflows = len(rows)

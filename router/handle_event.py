@@ -58,6 +58,9 @@ class EventHandler:
             for trigger, error in result.errors:
                 d.metrics.trigger_errors.labels(workflow=trigger.workflow).inc()
                 log.warning("trigger.error", workflow=trigger.workflow, error=error)
+            for trigger, error in result.over_budget:
+                d.metrics.trigger_over_budget.labels(workflow=trigger.workflow).inc()
+                log.warning("trigger.over_budget", workflow=trigger.workflow, error=error)
             if not result.matches:
                 if result.errors:
                     d.metrics.events_invalid.labels(reason="expression_error").inc()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from router.trigger_index import TopicIndex
-from schemas.expressions import Expression, ExpressionError, Scope
+from schemas.expressions import Expression, ExpressionBudgetExceeded, ExpressionError, Scope
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,15 @@ class TriggerRef:
 
 @dataclass(frozen=True)
 class MatchResult:
-    """Triggers that fired, and those whose condition could not be evaluated (not fired)."""
+    """Triggers that fired, and those whose condition could not be evaluated (not fired).
+
+    `over_budget` conditions were refused before they ran, as too costly for this event: the
+    event is fine and so is the condition, they only do not match each other.
+    """
 
     matches: list[TriggerRef] = field(default_factory=list)
     errors: list[tuple[TriggerRef, str]] = field(default_factory=list)
+    over_budget: list[tuple[TriggerRef, str]] = field(default_factory=list)
 
 
 class Matcher:
@@ -46,7 +51,8 @@ class Matcher:
         """Return the matching triggers in the order they were given.
 
         Conditions see the event as `event`. A condition that raises or yields a non-bool is
-        reported in `errors` and does not fire; it never stops the other triggers from matching.
+        reported in `errors` and does not fire, one too costly for the event in `over_budget`;
+        neither stops the other triggers from matching.
         """
         result = MatchResult()
         scope = _LazyScope(event_scope)
@@ -54,7 +60,11 @@ class Matcher:
             if trigger.condition is None:
                 result.matches.append(trigger)
                 continue
-            outcome = _evaluate(trigger.condition, scope)
+            try:
+                outcome = _evaluate(trigger.condition, scope)
+            except ExpressionBudgetExceeded as exc:
+                result.over_budget.append((trigger, str(exc)))
+                continue
             if isinstance(outcome, str):
                 result.errors.append((trigger, outcome))
             elif outcome:
@@ -79,6 +89,8 @@ def _evaluate(condition: Expression, scope: _LazyScope) -> bool | str:
     """Return whether the condition holds, or a message saying why it could not be decided."""
     try:
         outcome: object = condition.evaluate_bool(scope.get())
+    except ExpressionBudgetExceeded:
+        raise
     except ExpressionError as exc:
         return str(exc) or type(exc).__name__
     except Exception as exc:

@@ -30,7 +30,7 @@ class RouterService:
     async def start(self, runtime: Runtime) -> None:
         settings = runtime.settings
         self.definitions = Definitions(
-            runtime.sessions, VersionCache(), settings.router.definitions_poll
+            runtime.sessions, VersionCache(), settings.router.definitions_poll, runtime.metrics
         )
         await self.definitions.refresh()
         runtime.spawn(self.definitions.run(), "definitions-reload")

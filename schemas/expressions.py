@@ -3,16 +3,18 @@
 import base64
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Self
 
 import cel
 
+from schemas.cel_cost import InputSize, cost_shape, measure, over_budget
 from schemas.durations import format_duration
 
 __all__ = [
     "Expression",
+    "ExpressionBudgetExceeded",
     "ExpressionError",
     "ExpressionSyntaxError",
     "Scope",
@@ -44,12 +46,25 @@ class ExpressionSyntaxError(ExpressionError):
     lead = "invalid CEL expression"
 
 
+class ExpressionBudgetExceeded(ExpressionError):
+    """Refused before it ran: on these inputs the expression would cost too much (cel_cost)."""
+
+    lead = "CEL evaluation refused for"
+
+
 _CEL_ERROR: Final = re.compile(r"ERROR: <input>:(\d+):(\d+): ([^\n]*)")
-_STEP_REF: Final = re.compile(
-    # String literals are matched first so `"steps.x"` inside quotes is skipped.
-    r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'"""
-    r"""|(?<![\w.])steps\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\])"""
-)
+
+
+def _member_pattern(root: str) -> re.Pattern[str]:
+    """`root.name`, `root["name"]` and `root['name']`; a bare `root` matches with no name."""
+    return re.compile(
+        # String literals are matched first so `"steps.x"` inside quotes is skipped.
+        r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'"""
+        rf"""|(?<![\w.]){root}\b(?:\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\]))?"""
+    )
+
+
+_MEMBER_PATTERNS: Final = {root: _member_pattern(root) for root in ("steps", "secrets")}
 
 
 class Scope:
@@ -60,24 +75,53 @@ class Scope:
     is looked up at evaluation time instead, and only by the expressions that use it.
     """
 
-    __slots__ = ("context",)
+    __slots__ = ("_lookup", "_sizes", "_variables", "context")
 
     def __init__(
         self, variables: Mapping[str, Any], lookup: Callable[[str], Any] | None = None
     ) -> None:
+        self._variables, self._lookup = variables, lookup
+        self._sizes: dict[str, tuple[Any, InputSize]] = {}
         self.context = cel.Context(dict(variables))
         if lookup is not None:
             # consulted before the variables; None means "not mine"
             self.context.set_variable_resolver(lookup)
 
+    def with_variable(self, name: str, value: Any) -> "Scope":
+        """A new scope that also has `name`; this one stays as it was.
+
+        It converts every variable again, so it is for the rare evaluation that needs an extra
+        variable (a step's secrets), not for the hot path.
+        """
+        return Scope({**self._variables, name: value}, self._lookup)
+
+    def input_size(self, names: Iterable[str]) -> InputSize:
+        """How big the named variables are; each measured once while it stays the same object."""
+        values = widest = 0
+        lookup, sizes = self._lookup, self._sizes
+        for name in names:
+            value = lookup(name) if lookup is not None else None
+            if value is None:
+                value = self._variables.get(name)
+            cached = sizes.get(name)
+            if cached is None or cached[0] is not value:
+                cached = sizes[name] = (value, measure((value,)))
+            size = cached[1]
+            values += size.values
+            if size.widest > widest:
+                widest = size.widest
+        return InputSize(values, widest)
+
 
 class Expression:
     """A compiled bare CEL expression, e.g. `event.data.amount >= 100`."""
 
-    __slots__ = ("_program", "source")
+    __slots__ = ("_program", "_shape", "source")
 
     def __init__(self, source: str, program: cel.Program) -> None:
         self.source, self._program = source, program
+        # None for the common expression that iterates over nothing: no check when it runs
+        self._shape = cost_shape(source)
 
     @classmethod
     def compile(cls, source: str) -> "Expression":
@@ -91,22 +135,41 @@ class Expression:
 
     def evaluate(self, scope: Mapping[str, Any] | Scope) -> Any:
         """Evaluate to a JSON-compatible value (see `to_json_value`); raise ExpressionError."""
-        return to_json_value(self.run(context_of(scope)), self.source)
+        return to_json_value(self.run(scope), self.source)
 
     def evaluate_bool(self, scope: Mapping[str, Any] | Scope) -> bool:
-        result = self.run(context_of(scope))
+        result = self.run(scope)
         if not isinstance(result, bool):
             raise ExpressionError(self.source, f"expected a bool, got {type(result).__name__}")
         return result
 
-    def run(self, context: dict[str, Any] | cel.Context) -> Any:
-        """Evaluate to the raw CEL result; the building block of `evaluate` and templates."""
+    def run(
+        self, scope: Mapping[str, Any] | Scope, context: dict[str, Any] | cel.Context | None = None
+    ) -> Any:
+        """Evaluate to the raw CEL result; the building block of `evaluate` and templates.
+
+        `context` is `scope` already converted, when the caller has it. An evaluation that
+        would cost too much on this scope raises ExpressionBudgetExceeded before it starts.
+        """
+        if self._shape is not None:
+            self._check_budget(scope)
         try:
-            return self._program.execute(context)
+            return self._program.execute(context_of(scope) if context is None else context)
         except KeyError as exc:
             raise ExpressionError(self.source, f"no such key {exc.args[0]!r}") from None
         except Exception as exc:  # the binding raises assorted builtins; all mean "failed"
             raise ExpressionError(self.source, _eval_cause(exc)) from None
+
+    def _check_budget(self, scope: Mapping[str, Any] | Scope) -> None:
+        assert self._shape is not None
+        roots = self._shape.roots
+        if isinstance(scope, Scope):
+            size = scope.input_size(roots)
+        else:
+            size = measure(scope.get(name) for name in roots)
+        problem = over_budget(self._shape, size)
+        if problem is not None:
+            raise ExpressionBudgetExceeded(self.source, problem)
 
     def references(self) -> set[str]:
         """Top-level identifiers, including names bound by macros such as `map(x, ...)`."""
@@ -114,12 +177,25 @@ class Expression:
 
     def step_references(self) -> set[str]:
         """Step ids read via `steps.id` or `steps["id"]`: static, so a load can reject bad order."""
-        return {
-            a or b or c
-            for m in _STEP_REF.finditer(self.source)
-            for a, b, c in [m.groups()]
-            if a or b or c
-        }
+        return self.member_references("steps")[0]
+
+    def member_references(self, root: str) -> tuple[set[str], bool]:
+        """Names read under `root` as `root.name` or `root["name"]`, and whether `root` is also
+        used some other way (`root[event.data.k]`, `root` alone), which no static check can see.
+
+        `root` is "steps" or "secrets".
+        """
+        names: set[str] = set()
+        other = False
+        for match in _MEMBER_PATTERNS[root].finditer(self.source):
+            if match.group(0)[0] in "\"'":
+                continue  # a string literal
+            name = next((group for group in match.groups() if group is not None), None)
+            if name is None:
+                other = True
+            else:
+                names.add(name)
+        return names, other
 
 
 def context_of(scope: Mapping[str, Any] | Scope) -> dict[str, Any] | cel.Context:

@@ -36,13 +36,14 @@ def _to_text(value: Any) -> str:
 
 
 _Context = dict[str, Any] | cel.Context
+_Scope = Mapping[str, Any] | Scope
 
 
 @dataclass(frozen=True, slots=True)
 class _Const:
     value: Any
 
-    def render(self, context: _Context) -> Any:
+    def render(self, context: _Context, scope: _Scope) -> Any:
         return self.value
 
 
@@ -53,9 +54,9 @@ class _Whole:
     expression: Expression
     path: str
 
-    def render(self, context: _Context) -> Any:
+    def render(self, context: _Context, scope: _Scope) -> Any:
         try:
-            return to_json_value(self.expression.run(context), self.expression.source)
+            return to_json_value(self.expression.run(scope, context), self.expression.source)
         except ExpressionError as exc:
             raise exc.at(self.path) from None
 
@@ -67,12 +68,12 @@ class _Mixed:
     parts: tuple[str | Expression, ...]
     path: str
 
-    def render(self, context: _Context) -> str:
+    def render(self, context: _Context, scope: _Scope) -> str:
         try:
             return "".join(
                 part
                 if isinstance(part, str)
-                else _to_text(to_json_value(part.run(context), part.source))
+                else _to_text(to_json_value(part.run(scope, context), part.source))
                 for part in self.parts
             )
         except ExpressionError as exc:
@@ -83,16 +84,16 @@ class _Mixed:
 class _Dict:
     items: tuple[tuple[str, "_Node"], ...]
 
-    def render(self, context: _Context) -> dict[str, Any]:
-        return {key: node.render(context) for key, node in self.items}
+    def render(self, context: _Context, scope: _Scope) -> dict[str, Any]:
+        return {key: node.render(context, scope) for key, node in self.items}
 
 
 @dataclass(frozen=True, slots=True)
 class _List:
     items: tuple["_Node", ...]
 
-    def render(self, context: _Context) -> list[Any]:
-        return [node.render(context) for node in self.items]
+    def render(self, context: _Context, scope: _Scope) -> list[Any]:
+        return [node.render(context, scope) for node in self.items]
 
 
 _Node = _Const | _Whole | _Mixed | _Dict | _List
@@ -105,10 +106,11 @@ class Template:
     the same objects every time, not copies: callers must not mutate what `render` returns.
     """
 
-    __slots__ = ("_expressions", "_root")
+    __slots__ = ("_expressions", "_members", "_root")
 
     def __init__(self, root: _Node, expressions: list[tuple[str, Expression]]) -> None:
         self._root, self._expressions = root, expressions
+        self._members: dict[str, frozenset[str]] = {}
 
     @classmethod
     def compile(cls, value: Any, path: str = "") -> "Template":
@@ -126,7 +128,18 @@ class Template:
             return root.value
         if len(self._expressions) > 1 and not isinstance(scope, Scope):
             scope = Scope(scope)  # convert the variables once, not once per expression
-        return root.render(context_of(scope))
+        return root.render(context_of(scope), scope)
+
+    def names_under(self, root: str) -> frozenset[str]:
+        """Names its expressions read as `root.name` or `root["name"]`; worked out once.
+
+        `root` is "steps" or "secrets" (see `Expression.member_references`).
+        """
+        names = self._members.get(root)
+        if names is None:
+            found = (e.member_references(root)[0] for _, e in self._expressions)
+            names = self._members[root] = frozenset().union(*found)
+        return names
 
     def expressions(self) -> list[Expression]:
         return [expression for _, expression in self._expressions]

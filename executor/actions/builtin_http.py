@@ -7,17 +7,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
+from urllib.parse import unquote_plus
 
 import httpx
 import orjson
 
 from executor.actions.arguments import invalid, optional_str, optional_str_map, required_str
 from executor.actions.context import ActionContext
-from executor.actions.errors import StepFailed
+from executor.actions.errors import DestinationRefused, StepFailed
 
 METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MAX_BODY_BYTES: Final = 1024 * 1024
 RETRYABLE_CLIENT_STATUSES: Final = frozenset({408, 429})  # the server may accept a later retry
+# a Retry-After beyond this is read as this; the retry policy's max_backoff caps it further
+MAX_RETRY_AFTER: Final = timedelta(days=365)
 _SNIPPET_CHARS: Final = 200
 _UNSET: Final = object()
 
@@ -27,9 +30,9 @@ class HttpRequest:
     """The validated `with` map of an `http` step."""
 
     method: str
-    url: str
+    url: str  # as written, for messages
+    target: httpx.URL  # what is sent: `url` with `params` merged into its query
     headers: Mapping[str, str]
-    params: Mapping[str, str]
     json: Any  # _UNSET when absent, so an explicit JSON null can still be sent
     body: str | None
     expect: frozenset[int] | None  # None: any 2xx
@@ -50,16 +53,33 @@ def parse_request(args: Mapping[str, Any]) -> HttpRequest:
         raise invalid("url", f"{url!r} must be an absolute http or https URL")
     if "json" in args and args.get("body") is not None:
         raise invalid("body", "cannot be given together with json")
+    params = optional_str_map(args, "params")
     return HttpRequest(
         method=method,
         url=url,
+        target=merge_query(parsed, params),
         headers=optional_str_map(args, "headers"),
-        params=optional_str_map(args, "params"),
         json=args.get("json", _UNSET),
         body=optional_str(args, "body"),
         expect=_parse_expect(args.get("expect")),
         timeout=_parse_timeout(args.get("timeout")),
     )
+
+
+def merge_query(url: httpx.URL, params: Mapping[str, str]) -> httpx.URL:
+    """`url` with `params` added to its query; a key in `params` replaces that key's pairs.
+
+    The URL's own pairs keep their bytes as written (a signed URL stays valid); only the
+    added pairs are encoded, the way httpx encodes `params`.
+    """
+    if not params:
+        return url
+    kept = [
+        pair
+        for pair in url.query.decode("ascii").split("&")
+        if pair and unquote_plus(pair.split("=", 1)[0]) not in params
+    ]
+    return url.copy_with(query="&".join([*kept, str(httpx.QueryParams(params))]).encode("ascii"))
 
 
 def _parse_expect(value: object) -> frozenset[int] | None:
@@ -89,24 +109,38 @@ def status_failure(
     expected = status in request.expect if request.expect else 200 <= status < 300
     if expected:
         return None
-    snippet = body[:_SNIPPET_CHARS].decode(errors="replace")
+    snippet = body[:_SNIPPET_CHARS].decode(errors="replace").replace("\x00", "\\u0000")
     retryable = status >= 500 or status in RETRYABLE_CLIENT_STATUSES
     return StepFailed(
         f"{request.method} {request.url} returned {status}: {snippet}",
         retryable=retryable,
-        retry_after=_retry_after(response.headers.get("retry-after")) if retryable else None,
+        retry_after=retry_after(response.headers.get("retry-after")) if retryable else None,
     )
 
 
-def _retry_after(value: str | None) -> timedelta | None:
-    # Only the delay-seconds form; an HTTP date would need the clock, and is rare.
-    if value is None or not value.strip().isdigit():
+def retry_after(value: str | None) -> timedelta | None:
+    """The delay-seconds form of `Retry-After`, at most MAX_RETRY_AFTER; None for anything else.
+
+    An HTTP date would need the clock, and is rare. Any number of digits is read without
+    overflow: the digits are only converted once they are known to be short enough.
+    """
+    if value is None:
         return None
-    return timedelta(seconds=int(value.strip()))
+    digits = value.strip()
+    if not digits.isascii() or not digits.isdigit():
+        return None
+    limit = int(MAX_RETRY_AFTER.total_seconds())
+    if len(digits) > len(str(limit)):
+        return MAX_RETRY_AFTER
+    return timedelta(seconds=min(int(digits), limit))
 
 
 def decode_body(response: httpx.Response, body: bytes) -> Any:
-    """Parse JSON when the content type says so, else return text."""
+    """Parse JSON when the content type says so, else return text.
+
+    A body that cannot be read as what it claims to be fails the step without retry: the same
+    request would get the same bytes back.
+    """
     media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "application/json" or media_type.endswith("+json"):
         if not body.strip():
@@ -115,7 +149,14 @@ def decode_body(response: httpx.Response, body: bytes) -> Any:
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise StepFailed(f"response claims JSON but is not: {exc}", retryable=False) from exc
-    return body.decode(response.encoding or "utf-8", errors="replace")
+    encoding = response.encoding or "utf-8"
+    try:
+        return body.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise StepFailed(
+            f"response body is not valid {encoding}: byte {exc.start} cannot be decoded",
+            retryable=False,
+        ) from None
 
 
 async def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
@@ -147,9 +188,8 @@ async def _exchange(request: HttpRequest, ctx: ActionContext) -> dict[str, Any]:
     content = _encode_content(request, headers)
     async with ctx.http.stream(
         request.method,
-        request.url,
+        request.target,
         headers=headers,
-        params=request.params,
         content=content,
         timeout=httpx.USE_CLIENT_DEFAULT if request.timeout is None else request.timeout,
     ) as response:
@@ -176,6 +216,8 @@ async def http(args: Mapping[str, Any], ctx: ActionContext) -> dict[str, Any]:
     try:
         async with asyncio.timeout(request.timeout):
             return await _exchange(request, ctx)
+    except DestinationRefused as exc:
+        raise DestinationRefused(f"{request.method} {request.url}: {exc.message}") from None
     except (httpx.TransportError, TimeoutError) as exc:
         raise StepFailed(
             f"{request.method} {request.url} failed: {type(exc).__name__}: {exc}", retryable=True

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
 from structlog.typing import FilteringBoundLogger
+
+from executor.actions.errors import StepFailed
+from executor.secrets import DIR_SETTING, ENV_PREFIX, NO_REDACTION, Redactor, Secrets
+from schemas.hops import DEFAULT_MAX_HOPS, HOPS_EXTENSION, HopLimitExceeded, next_hops
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,7 @@ class OutgoingEvent:
     id: str
     data: Any
     subject: str | None = None
-    extensions: Mapping[str, str] = field(default_factory=dict)
+    extensions: Mapping[str, str | int] = field(default_factory=dict)
 
 
 @dataclass
@@ -44,10 +48,40 @@ class ActionContext:
     emitted: list[OutgoingEvent] = field(default_factory=list)
     item: Any = None  # a for_each step's item, and its index in the list
     index: int | None = None
+    secrets: Secrets = field(default_factory=Secrets, repr=False)
+    revealed: set[str] = field(default_factory=set)  # secrets this attempt has read
+    max_hops: int = DEFAULT_MAX_HOPS
 
     def emit(self, event: OutgoingEvent) -> None:
-        """Queue an event for publication with this attempt's checkpoint."""
-        self.emitted.append(event)
+        """Queue an event for publication with this attempt's checkpoint.
+
+        It carries `interlockhops`, one more than the triggering event's; past `max_hops` the
+        step fails without retry instead.
+        """
+        try:
+            hops = next_hops(self.event, self.max_hops)
+        except HopLimitExceeded as exc:
+            raise StepFailed(str(exc), retryable=False) from None
+        self.emitted.append(replace(event, extensions={**event.extensions, HOPS_EXTENSION: hops}))
+
+    def secret(self, name: str) -> str:
+        """The secret's value; it is masked as `***` in this attempt's output, error and events.
+
+        An unknown name fails the step without retry: the executor reads secrets only at start.
+        """
+        value = self.secrets.get(name)
+        if value is None:
+            raise StepFailed(
+                f"unknown secret {name!r}: set {ENV_PREFIX}{name} or put a file {name!r} in"
+                f" {DIR_SETTING} for the executor",
+                retryable=False,
+            )
+        self.revealed.add(name)
+        return value
+
+    def redactor(self) -> Redactor:
+        """Masks the secrets this attempt has read (a falsy redactor when it read none)."""
+        return self.secrets.redactor(self.revealed) if self.revealed else NO_REDACTION
 
 
 Action = Callable[[Mapping[str, Any], ActionContext], Awaitable[Any]]

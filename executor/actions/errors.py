@@ -21,3 +21,14 @@ class StepFailed(InterlockError):
         self.message = message
         self.retryable = retryable
         self.retry_after = retry_after
+
+
+class DestinationRefused(StepFailed):
+    """An outbound call to an address the outbound policy does not allow; never retried.
+
+    Raised from below the HTTP client (at connect time), so it reaches user actions that use
+    `ctx.http` as well as the `http` action, and fails their step the same way.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)

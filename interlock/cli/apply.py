@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from interlock.cli.common import EXIT_INVALID, database, fail, run, settings
+from interlock.cli.secret_check import check_secret_references
 from interlock.clock import SystemClock
 from interlock.store.engine import transaction
 from interlock.store.workflows import ApplyResult, Workflows
@@ -27,6 +28,7 @@ def apply(
         raise typer.Exit(EXIT_INVALID) from None
     if not loaded:
         fail("no definition files found in " + ", ".join(str(p) for p in paths))
+    check_secret_references(loaded, settings())
     results = run(_store([wf for _, wf in loaded]))
     for (path, _), result in zip(loaded, results, strict=True):
         state = f"v{result.version} created" if result.changed else f"v{result.version} unchanged"

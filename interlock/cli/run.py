@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 from enum import StrEnum
 
 import typer
 
+from executor.secrets import Secrets, SecretsError
 from interlock.cli.common import fail, settings
 from interlock.errors import StartupFailed
 from interlock.runtime import Runtime, Service, serve
+from interlock.settings import Settings
 from interlock.telemetry.logging import configure_logging
 
 
@@ -21,7 +24,7 @@ class Which(StrEnum):
     ALL = "all"
 
 
-def build_services(which: Which) -> list[Service]:
+def build_services(which: Which, secrets: Secrets | None = None) -> list[Service]:
     from executor.service import ExecutorService
     from resumer.service import ResumerService
     from router.service import RouterService
@@ -32,8 +35,18 @@ def build_services(which: Which) -> list[Service]:
         Which.RESUMER: ResumerService,
     }
     if which is Which.ALL:
-        return [RouterService(), ExecutorService(), ResumerService()]
+        return [RouterService(), ExecutorService(secrets=secrets), ResumerService()]
+    if which is Which.EXECUTOR:
+        return [ExecutorService(secrets=secrets)]
     return [factories[which]()]
+
+
+def _secrets(s: Settings) -> Secrets:
+    """The executor's secrets, read once at start; an unreadable one stops it with one line."""
+    try:
+        return Secrets.load(s.secrets_dir, os.environ)
+    except SecretsError as exc:
+        fail(str(exc))
 
 
 def run_services(
@@ -46,7 +59,12 @@ def run_services(
     s = settings()
     if metrics_port is not None:
         s.telemetry.port = metrics_port
-    configure_logging(level=s.telemetry.log_level, json=s.telemetry.log_json)
+    secrets = _secrets(s) if which in (Which.EXECUTOR, Which.ALL) else Secrets()
+    configure_logging(
+        level=s.telemetry.log_level,
+        json=s.telemetry.log_json,
+        redact=secrets.redactor().text if len(secrets) else None,
+    )
     try:
         import uvloop
 
@@ -54,7 +72,7 @@ def run_services(
     except ImportError:  # pragma: no cover - optional speed-up
         pass
     runtime = Runtime(s, name=f"interlock-{which.value}")
-    services = build_services(which)
+    services = build_services(which, secrets)
     # everything imported so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise walk it all and stall every message in flight meanwhile
     gc.freeze()

@@ -83,6 +83,11 @@ class Metrics:
         self.trigger_errors = self._counter(
             "interlock_trigger_errors", "Trigger conditions that failed to evaluate.", "workflow"
         )
+        self.trigger_over_budget = self._counter(
+            "interlock_trigger_over_budget",
+            "Trigger conditions refused as too costly for the event (counted as no match).",
+            "workflow",
+        )
         self.executions_created = self._counter(
             "interlock_executions_created", "Executions created by the router.", "workflow"
         )

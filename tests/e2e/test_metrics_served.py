@@ -119,6 +119,8 @@ async def _serve_traffic(
     # definitions first: events that reach the router before it has them match nothing
     applied = await cli.run("apply", str(definition))
     assert applied.code == 0, applied.explain()
+    # the retried step calls a closed port on this machine: loopback must be allowed
+    services.env = services.env | {"INTERLOCK_EXECUTOR_HTTP_ALLOW": '["127.0.0.1"]'}
     processes = await services.start_ready("router", "executor", "resumer")
     lifecycle = await outside.subscribe(ExchangeName.LIFECYCLE, "interlock.execution.*")
 

@@ -300,6 +300,56 @@ async def test_apply_refuses_invalid_files_naming_the_file_step_and_field_of_eac
         ), f"{name}: {refused}"
 
 
+SECRETIVE = """
+name: secretive
+triggers: [{on: secret.used}]
+steps:
+  - id: call
+    action: http
+    with: {url: "https://api.example/", headers: {A: "${secrets.SEEN}", B: "${secrets.UNSEEN}"}}
+"""
+
+
+async def test_apply_warns_about_a_secret_it_cannot_see_and_still_stores(
+    cli: Cli, tmp_path: Path
+) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "SEEN").write_text("x\n")
+    path = write(tmp_path / "secretive.yaml", SECRETIVE)
+    result = await Cli(cli.env | {"INTERLOCK_SECRETS_DIR": str(tmp_path / "secrets")})(
+        "apply", str(path)
+    )
+    assert result.code == 0, result
+    assert result.stdout.strip() == f"secretive: v1 created ({path})"
+    assert result.stderr.strip() == (
+        f"warning: {path}: steps[0] (id 'call') -> with.headers.B: secret 'UNSEEN' is not set"
+        " here (INTERLOCK_SECRET_UNSEEN or a file 'UNSEEN' in INTERLOCK_SECRETS_DIR);"
+        " the executor needs it"
+    )
+    seen_by_env = await Cli(
+        cli.env | {"INTERLOCK_SECRET_SEEN": "1", "INTERLOCK_SECRET_UNSEEN": "2"}
+    )("apply", str(path))
+    assert seen_by_env.code == 0, seen_by_env
+    assert seen_by_env.stderr == ""
+
+
+async def test_apply_refuses_a_secret_outside_with_and_stores_nothing(
+    cli: Cli, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "leaky.yaml",
+        SECRETIVE.replace("name: secretive", "name: leaky").replace(
+            "  - id: call\n", '  - id: call\n    if: secrets.SEEN == "x"\n'
+        ),
+    )
+    result = await cli("apply", str(path))
+    assert result.code == 2, result
+    assert f"{path}: steps[0] (id 'call') -> if: secrets can only be used in a step's `with`" in (
+        result.stderr
+    )
+    assert (await cli.json("workflows", "list")) == []
+
+
 async def test_apply_stores_nothing_when_any_file_is_invalid(cli: Cli, tmp_path: Path) -> None:
     good = write(tmp_path / "a_good.yaml", ORDERS)
     bad = write(tmp_path / "b_bad.yaml", AUDIT.replace("action: log", "action: log, bogus: 1"))

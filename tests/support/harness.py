@@ -14,6 +14,7 @@ from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnectio
 from prometheus_client import CollectorRegistry
 
 from executor.actions import ActionRegistry
+from executor.secrets import Secrets
 from executor.service import ExecutorService
 from interlock.bus import topology
 from interlock.bus.topology import ExchangeName, QueueName, Topology
@@ -32,9 +33,15 @@ from tests.support.eventually import eventually
 
 
 class Harness:
-    def __init__(self, settings: Settings, actions: ActionRegistry | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        actions: ActionRegistry | None = None,
+        secrets: Secrets | None = None,
+    ) -> None:
         self.settings = settings
         self.actions = actions
+        self.secrets = secrets
         self.topology = Topology(
             settings.namespace, settings.amqp.delivery_limit, settings.amqp.retry_delays
         )
@@ -55,7 +62,7 @@ class Harness:
             if name == "router":
                 service = self.router = RouterService()
             elif name == "executor":
-                service = ExecutorService(self.actions)
+                service = ExecutorService(self.actions, self.secrets)
             else:
                 service = ResumerService()
             await service.start(self.runtime)
@@ -218,8 +225,9 @@ async def running(  # type: ignore[no-untyped-def]
     settings: Settings,
     which: Sequence[str] = ("router", "executor", "resumer"),
     actions: ActionRegistry | None = None,
+    secrets: Secrets | None = None,
 ):
-    harness = Harness(settings, actions)
+    harness = Harness(settings, actions, secrets)
     try:
         await harness.start(which)
         yield harness

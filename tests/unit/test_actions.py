@@ -141,7 +141,11 @@ async def test_publish_emits_an_event_identified_by_the_idempotency_key(
             id="ex-1:charge",
             data={"id": 7},
             subject="7",
-            extensions={"idempotencykey": "ex-1:charge", "interlockexecution": "ex-1"},
+            extensions={
+                "idempotencykey": "ex-1:charge",
+                "interlockexecution": "ex-1",
+                "interlockhops": 1,
+            },
         )
     ]
 
