@@ -26,9 +26,14 @@ $(VENV)/.installed: pyproject.toml
 services:
 	bash .ci/services
 
+# the examples' user action (order_actions) and the stand-in for their endpoints on 127.0.0.1
+run: export PYTHONPATH := examples
+run: export INTERLOCK_EXECUTOR_ACTIONS ?= ["order_actions"]
+run: export INTERLOCK_EXECUTOR_HTTP_ALLOW ?= ["127.0.0.1"]
 run: install services
 	$(BIN)/interlock migrate
 	$(BIN)/interlock apply examples/
+	$(BIN)/python examples/stand_in.py > .stand-in.log 2>&1 & trap "kill $$!" EXIT; \
 	$(BIN)/interlock run all
 
 lint: install

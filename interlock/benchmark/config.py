@@ -10,6 +10,7 @@ from typing import Final
 
 class Scenario(StrEnum):
     THROUGHPUT = "throughput"
+    GRAPH = "graph"
     LIFECYCLE = "lifecycle"
     RESUME = "resume"
     TIMERS = "timers"
@@ -20,6 +21,7 @@ class Scenario(StrEnum):
 @dataclass(frozen=True)
 class Sizes:
     executions: int  # throughput and lifecycle runs
+    graph_executions: int  # the fan-out graph; a quarter as many for_each runs of 100 items
     approvals: int  # executions paused at an approval, then decided in a burst
     paced: int  # a second batch, decided at `paced_rate`
     paced_rate: float  # decisions per second
@@ -32,6 +34,7 @@ class Sizes:
 
 FULL: Final = Sizes(
     executions=5000,
+    graph_executions=1000,
     approvals=10_000,
     paced=1000,
     paced_rate=100.0,
@@ -43,6 +46,7 @@ FULL: Final = Sizes(
 )
 QUICK: Final = Sizes(
     executions=300,
+    graph_executions=100,
     approvals=200,
     paced=100,
     paced_rate=100.0,

@@ -18,6 +18,7 @@ from interlock.benchmark.figures import Outcome, Recorder, ScenarioResult
 from interlock.benchmark.processes import Cluster
 from interlock.benchmark.progress import BenchTimeout, Progress
 from interlock.benchmark.sandbox import Sandbox
+from interlock.benchmark.scenarios.graph import run_graph
 from interlock.benchmark.scenarios.idle import run_idle
 from interlock.benchmark.scenarios.resume import run_resume
 from interlock.benchmark.scenarios.router_scale import run_router
@@ -30,6 +31,7 @@ Runner = Callable[[Bench, Recorder], Awaitable[None]]
 RUNNERS: Final[Mapping[Scenario, Runner]] = {
     Scenario.THROUGHPUT: run_throughput,
     Scenario.LIFECYCLE: run_lifecycle,
+    Scenario.GRAPH: run_graph,
     Scenario.RESUME: run_resume,
     Scenario.TIMERS: run_timers,
     Scenario.ROUTER: run_router,
@@ -41,6 +43,7 @@ RUN_ORDER: Final = (
     Scenario.TIMERS,
     Scenario.IDLE,
     Scenario.THROUGHPUT,
+    Scenario.GRAPH,
     Scenario.LIFECYCLE,
     Scenario.ROUTER,
 )
@@ -68,6 +71,8 @@ async def run_bench(config: BenchConfig, settings: Settings, progress: Progress)
             sandbox,
             [
                 workflows.throughput(),
+                workflows.graph(),
+                workflows.each(),
                 workflows.resume(),
                 workflows.timer(),
                 workflows.route_target(),

@@ -20,6 +20,13 @@ RESUME_TYPE: Final = "bench.resume"
 TIMER: Final = "bench-timer"
 TIMER_TYPE: Final = "bench.timer"
 TIMER_STEP: Final = "rest"
+GRAPH: Final = "bench-graph"
+GRAPH_TYPE: Final = "bench.graph"
+GRAPH_WIDTH: Final = 10
+GRAPH_STEPS: Final = GRAPH_WIDTH + 2  # one step fanning out to GRAPH_WIDTH, and a join
+EACH: Final = "bench-each"
+EACH_TYPE: Final = "bench.each"
+EACH_ITEMS: Final = 100
 ROUTE_TARGET: Final = "bench-route-target"
 ROUTE_TYPE: Final = "bench.route.event"
 
@@ -38,6 +45,44 @@ def throughput() -> Definition:
                 "action": "log",
                 "with": {"level": "debug", "message": "bench ${event.data.n}"},
             },
+        ],
+    }
+
+
+def graph() -> Definition:
+    """One built-in step fanning out to GRAPH_WIDTH built-ins that run together, then a join."""
+    branches = [
+        {"id": f"branch-{i}", "needs": ["start"], "action": "set", "with": {"b": i}}
+        for i in range(GRAPH_WIDTH)
+    ]
+    return {
+        "name": GRAPH,
+        "triggers": [{"on": GRAPH_TYPE}],
+        "steps": [
+            {"id": "start", "action": "set", "with": {"n": "${event.data.n}"}},
+            *branches,
+            {
+                "id": "join",
+                "needs": [b["id"] for b in branches],
+                "action": "set",
+                "with": {"n": "${steps.start.output.n}"},
+            },
+        ],
+    }
+
+
+def each() -> Definition:
+    """A for_each over EACH_ITEMS items of a built-in step (the default max_concurrency)."""
+    return {
+        "name": EACH,
+        "triggers": [{"on": EACH_TYPE}],
+        "steps": [
+            {
+                "id": "each",
+                "for_each": list(range(EACH_ITEMS)),
+                "action": "set",
+                "with": {"i": "${item}", "n": "${event.data.n}"},
+            }
         ],
     }
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from interlock.cli.action_check import ActionsUnloadable, action_problems, known_actions
 from interlock.cli.common import EXIT_INVALID, database, fail, run, settings
 from interlock.cli.secret_check import check_secret_references
 from interlock.clock import SystemClock
@@ -19,6 +20,11 @@ def apply(
     paths: list[Path] = typer.Argument(
         ..., help="Definition files or directories (*.yaml, *.yml, *.json)."
     ),
+    allow_unknown_actions: bool = typer.Option(
+        False,
+        "--allow-unknown-actions",
+        help="Store steps whose action this machine cannot load (executors load it).",
+    ),
 ) -> None:
     """Store definitions: a changed one becomes a new version, an unchanged one is a no-op."""
     try:
@@ -29,6 +35,14 @@ def apply(
     if not loaded:
         fail("no definition files found in " + ", ".join(str(p) for p in paths))
     check_secret_references(loaded, settings())
+    if not allow_unknown_actions:
+        try:
+            problems = action_problems(loaded, known_actions(settings()))
+        except ActionsUnloadable as exc:
+            fail(str(exc))
+        if problems:
+            typer.echo("\n".join(problems), err=True)
+            raise typer.Exit(EXIT_INVALID)
     results = run(_store([wf for _, wf in loaded]))
     for (path, _), result in zip(loaded, results, strict=True):
         state = f"v{result.version} created" if result.changed else f"v{result.version} unchanged"

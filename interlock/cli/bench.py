@@ -45,6 +45,12 @@ def bench(
     executions: int | None = typer.Option(
         None, min=1, help=f"Throughput executions [{FULL.executions}; quick {QUICK.executions}]."
     ),
+    graph_executions: int | None = typer.Option(
+        None,
+        min=1,
+        help=f"Fan-out graph executions; a quarter as many for_each runs"
+        f" [{FULL.graph_executions}; quick {QUICK.graph_executions}].",
+    ),
     approvals: int | None = typer.Option(
         None,
         min=1,
@@ -84,7 +90,7 @@ def bench(
         30.0, min=1.0, help="Give a phase up after this many seconds without progress."
     ),
 ) -> None:
-    """Benchmark routing, execution, resumes, timers and idle cost on the configured servers.
+    """Benchmark routing, execution, graphs, resumes, timers and idle cost on the servers.
 
     Real `interlock run` processes work in a database and namespace made for the run alone.
 
@@ -92,6 +98,7 @@ def bench(
     """
     overrides: dict[str, Any] = {
         "executions": executions,
+        "graph_executions": graph_executions,
         "approvals": approvals,
         "paced": paced,
         "paced_rate": paced_rate,

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
-import orjson
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from interlock.cli.common import database, emit_json, fail, run, settings, table, when
+from interlock.cli.execution_view import Detail, detail_json, print_detail, summary_json
 from interlock.clock import SystemClock
 from interlock.definitions import VersionCache
 from interlock.engine.inputs import Input, RetryFrom
@@ -19,109 +17,18 @@ from interlock.engine.state import ExecutionState
 from interlock.engine.writes import ExecutionWrite
 from interlock.steering import Steering
 from interlock.store.apply import Applied, apply_one
-from interlock.store.approvals import ApprovalRecord, Approvals
+from interlock.store.approvals import Approvals
 from interlock.store.engine import raw_connection
-from interlock.store.executions import ExecutionRecord, Executions, TransitionRecord
+from interlock.store.executions import ExecutionRecord, Executions
 from interlock.store.ownership import lock_class
-from interlock.store.tables import ApprovalStatus
-from interlock.store.timers import TimerRecord, Timers
+from interlock.store.timers import Timers
 from interlock.store.workflows import Workflows
+from schemas.compiled import compile_workflow
 from schemas.status import ExecutionStatus
+from schemas.steps import ApprovalStep, Step, WaitStep
+from schemas.workflow import Workflow
 
 app = typer.Typer(help="Executions and their step timelines.", no_args_is_help=True)
-
-
-@dataclass(frozen=True)
-class Detail:
-    execution: ExecutionRecord
-    step_order: list[str]
-    transitions: list[TransitionRecord]
-    approvals: list[ApprovalRecord]
-    timers: list[TimerRecord]
-
-
-def summary_json(e: ExecutionRecord) -> dict[str, Any]:
-    return {
-        "id": str(e.id),
-        "workflow": e.workflow,
-        "version": e.version,
-        "status": e.status.value,
-        "event": {"type": e.event.get("type"), "source": e.event_source, "id": e.event_id},
-        "error": e.error,
-        "created_at": when(e.created_at),
-        "started_at": when(e.started_at) if e.started_at else None,
-        "finished_at": when(e.finished_at) if e.finished_at else None,
-    }
-
-
-def waiting_json(d: Detail) -> dict[str, Any] | None:
-    """Why a paused execution waits, since when, and what would resume it."""
-    e = d.execution
-    if e.status is not ExecutionStatus.PAUSED:
-        return None
-    pending = [a for a in d.approvals if a.status is ApprovalStatus.PENDING]
-    info: dict[str, Any] = {
-        "reason": e.paused_reason.value if e.paused_reason else None,
-        "since": when(e.paused_at),
-    }
-    if pending:
-        a = pending[0]
-        info |= {
-            "step": a.step_id,
-            "approval_id": a.id,
-            "approvers": a.approvers,
-            "prompt": a.prompt,
-            "expires_at": when(a.expires_at),
-            "resumes_on": f"a decision: interlock approve {a.id} --by WHO (or reject), "
-            f"or the timeout at {when(a.expires_at)}",
-        }
-    elif d.timers:
-        t = d.timers[0]
-        info |= {
-            "step": t.step_id,
-            "timer": t.kind.value,
-            "due_at": when(t.due_at),
-            "resumes_on": f"the timer due at {when(t.due_at)}",
-        }
-    return info
-
-
-def detail_json(d: Detail) -> dict[str, Any]:
-    e = d.execution
-    steps = []
-    for step_id in d.step_order:
-        s = e.steps.get(step_id)
-        steps.append(
-            {
-                "id": step_id,
-                "status": s.status.value if s else "pending",
-                "attempt": s.attempt if s else 0,
-                "started_at": when(s.started_at) if s and s.started_at else None,
-                "finished_at": when(s.finished_at) if s and s.finished_at else None,
-                "duration_ms": round((s.finished_at - s.started_at).total_seconds() * 1000, 3)
-                if s and s.started_at and s.finished_at
-                else None,
-                "output": s.output if s else None,
-                "error": s.error if s else None,
-            }
-        )
-    done = sum(1 for s in steps if s["status"] in ("completed", "skipped", "failed"))
-    return summary_json(e) | {
-        "event": e.event,
-        "progress": {"done": done, "total": len(steps)},
-        "waiting": waiting_json(d),
-        "steps": steps,
-        "transitions": [
-            {
-                "at": when(t.at),
-                "step": t.step_id,
-                "from": t.from_status,
-                "to": t.to_status,
-                "cause": t.cause,
-            }
-            for t in d.transitions
-        ],
-    }
 
 
 async def resolve(session: AsyncSession, ident: str) -> UUID:
@@ -142,11 +49,15 @@ async def load_detail(session: AsyncSession, execution_id: UUID) -> Detail | Non
     if e is None:
         return None
     version = await Workflows(session).version(e.version_id)
-    order = [s["id"] for s in (version.definition["steps"] if version else [])]
-    order += [sid for sid in e.steps if sid not in order]
+    steps: list[tuple[str, tuple[str, ...], str]] = []
+    if version is not None:
+        compiled = compile_workflow(Workflow.model_validate(version.definition))
+        steps = [(s.id, s.needs, _kind(s.spec)) for s in compiled.steps]
+    known = {step_id for step_id, _, _ in steps}
+    steps += [(sid, (), "?") for sid in e.steps if sid not in known]
     return Detail(
         execution=e,
-        step_order=order,
+        steps=steps,
         transitions=await Executions(session).transitions(execution_id),
         approvals=await Approvals(session).for_execution(execution_id),
         timers=await Timers(session).for_execution(execution_id),
@@ -216,51 +127,15 @@ def show(
     if as_json:
         emit_json(data)
         return
-    _print_detail(data)
+    print_detail(data, SystemClock().now())
 
 
-def _print_detail(d: dict[str, Any]) -> None:
-    echo = typer.echo
-    echo(f"execution  {d['id']}")
-    echo(f"workflow   {d['workflow']} v{d['version']}")
-    echo(f"status     {d['status']}" + (f"  ({d['error']})" if d["error"] else ""))
-    echo(f"event      {d['event'].get('type')} {d['event'].get('source')}/{d['event'].get('id')}")
-    echo(f"created    {d['created_at']}")
-    echo(f"started    {d['started_at'] or '-'}   finished {d['finished_at'] or '-'}")
-    echo(f"progress   {d['progress']['done']}/{d['progress']['total']} steps")
-    if d["waiting"]:
-        w = d["waiting"]
-        echo(f"waiting    {w['reason']} since {w['since']} at step {w.get('step')}")
-        echo(f"resumes on {w.get('resumes_on')}")
-        if w.get("prompt"):
-            echo(f"prompt     {w['prompt']}")
-    echo("")
-    table(
-        ["step", "status", "attempt", "started", "ms", "output / error"],
-        [
-            [
-                s["id"],
-                s["status"],
-                str(s["attempt"]),
-                s["started_at"] or "-",
-                "" if s["duration_ms"] is None else f"{s['duration_ms']:.1f}",
-                _short(s["error"] if s["error"] else s["output"]),
-            ]
-            for s in d["steps"]
-        ],
-    )
-    echo("")
-    echo("transitions")
-    for t in d["transitions"]:
-        who = f"step {t['step']}" if t["step"] else "execution"
-        echo(f"  {t['at']}  {who}: {t['from'] or '-'} -> {t['to']}  ({t['cause']})")
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else orjson.dumps(value).decode()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _kind(spec: Step) -> str:
+    if isinstance(spec, ApprovalStep):
+        return "approval"
+    if isinstance(spec, WaitStep):
+        return "wait"
+    return "for_each" if getattr(spec, "for_each", None) is not None else "action"
 
 
 @app.command("retry")

@@ -8,8 +8,9 @@ from interlock.bus.codec import encode_run
 from interlock.engine.attempts import interrupt_all
 from interlock.engine.draft import Draft
 from interlock.engine.inputs import Cancel, RetryFrom
+from interlock.engine.progress import fail_fast
 from interlock.engine.state import PENDING_STEP
-from interlock.engine.view import in_flight
+from interlock.engine.view import fatal, in_flight
 from interlock.engine.voiding import void_waiting
 from interlock.engine.writes import TimerDelete
 from schemas.lifecycle import LifecycleType
@@ -37,9 +38,16 @@ def claimed(d: Draft) -> None:
 
 
 def lease_lost(d: Draft, why: str) -> None:
-    """Give the execution back: interrupted attempts recorded, a new run message sent."""
+    """Give the execution back: interrupted attempts recorded, a new run message sent.
+
+    If an interrupted attempt was the step's last and fails the execution, it fails at once.
+    """
     interrupt_all(d, why)
     state = d.state
+    failed = fatal(d.wf, state)
+    if state.status is _E.RUNNING and failed is not None and not in_flight(d.wf, state):
+        fail_fast(d, failed)
+        return
     if state.status is _E.RUNNING:
         d.execution(_E.PENDING, f"owner lost: {why}", owner=None)
     elif state.owner is not None:

@@ -36,7 +36,7 @@ def advance(d: Draft) -> None:
         _start_ready(d)
     failed = fatal(d.wf, d.state)
     if failed is not None:
-        _fail_fast(d, failed)
+        fail_fast(d, failed)
     else:
         _settle(d)
 
@@ -62,7 +62,7 @@ def _start_ready(d: Draft) -> None:
                 launch_items(d, step)
 
 
-def _fail_fast(d: Draft, failed: CompiledStep) -> None:
+def fail_fast(d: Draft, failed: CompiledStep) -> None:
     """No step starts any more; what runs finishes its attempt, then the execution fails."""
     why = f"step {failed.id} failed"
     void_waiting(d, why)
@@ -72,11 +72,12 @@ def _fail_fast(d: Draft, failed: CompiledStep) -> None:
         if running and not running_items(d.state, step.id):
             stopped = replace(record, status=_S.CANCELLED, finished_at=d.now)
             d.step(step.id, stopped, f"stopped: {why}")
-    if d.state.status is _E.RUNNING and not d.is_owner:
-        d.decision.notify_owner = True  # only the owner finishes a running execution
+    if in_flight(d.wf, d.state):
+        if not d.is_owner:
+            d.decision.notify_owner = True  # the owner finishes it when its attempts end
         return
-    if in_flight(d.wf, d.state) or d.state.status is _E.PENDING:
-        return  # the owner finishes it when its attempts end; or an executor claims it
+    if d.state.status is _E.PENDING:
+        return  # an executor claims it and fails it
     _finish(d, f"step {failed.id} failed: {d.state.step(failed.id).error}")
 
 

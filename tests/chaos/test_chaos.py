@@ -33,6 +33,7 @@ from interlock.bus.topology import (
     Topology,
 )
 from tests.support.eventually import eventually
+from tests.support.local_http import LocalHttpServer, Received, Reply
 from tests.support.processes import Cli, ServiceProcess, Services
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
@@ -76,6 +77,23 @@ steps:
     action: publish
     with: {type: chaos.effect.wait, data: {n: "${event.data.n}"}}
 """,
+    "graph.yaml": """
+name: chaos-graph
+triggers: [{on: chaos.graph}]
+retry: {attempts: 10, backoff: 200ms, max_backoff: 1s}
+steps:
+  - {id: start, action: set, with: {n: "${event.data.n}"}}
+  - {id: a, needs: [start], action: http, with: {url: "%(url)s/a?n=${event.data.n}"}}
+  - {id: b, needs: [start], action: http, with: {url: "%(url)s/b?n=${event.data.n}"}}
+  - {id: c, needs: [start], action: http, with: {url: "%(url)s/c?n=${event.data.n}"}}
+  - id: each
+    needs: [a, b]
+    for_each: "${[1, 2, 3]}"
+    max_concurrency: 2
+    action: http
+    with: {url: "%(url)s/item?n=${event.data.n}&i=${item}"}
+  - {id: join, needs: [each, c], action: set, with: {done: true}}
+""",
     "cancel.yaml": """
 name: chaos-cancel
 triggers: [{on: chaos.cancel}]
@@ -86,7 +104,13 @@ steps:
 """,
 }
 
-COUNTS = {"chaos.work": 160, "chaos.approve": 50, "chaos.wait": 50, "chaos.cancel": 30}
+COUNTS = {
+    "chaos.work": 160,
+    "chaos.approve": 50,
+    "chaos.wait": 50,
+    "chaos.cancel": 30,
+    "chaos.graph": 40,
+}
 POISON = 5
 KINDS = {"router": 1, "executor": 3, "resumer": 2}
 
@@ -269,15 +293,77 @@ class PauseResolver:
             await self.driver.decide(approval_id, other, "bob", str(uuid4()))
 
 
+class KeyedEndpoint:
+    """An idempotent service the graph workflow calls: its effect happens once per key."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    async def __call__(self, request: Received) -> Reply:
+        key = request.headers.get("idempotency-key", "")
+        self.calls[key] += 1  # a repeat (a killed attempt run again) answers the same
+        await asyncio.sleep(0.05)
+        return Reply(200, orjson.dumps({"key": key}), {"Content-Type": "application/json"})
+
+
 async def test_nothing_is_lost_and_nothing_done_twice_while_services_die(
     cli: Cli, services: Services, database_url: str, amqp_url: str, namespace: str, tmp_path: Path
+) -> None:
+    endpoint = KeyedEndpoint()
+    routes = {path: endpoint for path in ("/a", "/b", "/c", "/item")}
+    async with LocalHttpServer(routes) as server:
+        await _nothing_lost(cli, services, database_url, amqp_url, namespace, tmp_path, server)
+        assert_graph_effects(endpoint, await _graph_keys(database_url))
+
+
+async def _graph_keys(database_url: str) -> set[str]:
+    """The idempotency keys of every completed http step and item of chaos-graph."""
+    engine = create_async_engine(database_url, pool_size=1)
+    try:
+        steps = await rows(
+            engine,
+            "SELECT s.execution_id::text || ':' || s.step_id FROM step_run s"
+            " JOIN execution e ON e.id = s.execution_id"
+            " WHERE e.workflow = 'chaos-graph' AND s.step_id IN ('a', 'b', 'c')"
+            " AND s.status = 'completed'",
+        )
+        items = await rows(
+            engine,
+            "SELECT i.execution_id::text || ':' || i.step_id || ':' || i.item FROM step_item i"
+            " WHERE i.status = 'completed'",
+        )
+    finally:
+        await engine.dispose()
+    return {k for (k,) in steps} | {k for (k,) in items}
+
+
+def assert_graph_effects(endpoint: KeyedEndpoint, completed: set[str]) -> None:
+    """Every parallel call of every graph execution completed once and reached the service
+    under its own key; a key called again was an interrupted attempt run again."""
+    assert len(completed) == COUNTS["chaos.graph"] * 6  # a, b, c and three items each
+    assert set(endpoint.calls) == completed
+    repeats = sum(endpoint.calls.values()) - len(endpoint.calls)
+    print(f"\nchaos graph: {len(completed)} keys, repeated calls={repeats}")
+
+
+async def _nothing_lost(
+    cli: Cli,
+    services: Services,
+    database_url: str,
+    amqp_url: str,
+    namespace: str,
+    tmp_path: Path,
+    server: LocalHttpServer,
 ) -> None:
     definitions = tmp_path / "workflows"
     definitions.mkdir()
     for name, body in WORKFLOWS.items():
-        (definitions / name).write_text(body)
+        text = body % {"url": server.url("")} if name == "graph.yaml" else body
+        (definitions / name).write_text(text)
     applied = await cli.run("apply", str(definitions))
     assert applied.code == 0, applied.explain()
+    # the graph workflow calls the test's endpoint on this machine
+    services.env = services.env | {"INTERLOCK_EXECUTOR_HTTP_ALLOW": '["127.0.0.1"]'}
 
     running: list[ServiceProcess] = []
     for which, count in KINDS.items():
@@ -363,6 +449,7 @@ async def assert_executions_and_steps(engine: AsyncEngine, driver: Driver) -> in
             "chaos.approve": "chaos-approval",
             "chaos.wait": "chaos-wait",
             "chaos.cancel": "chaos-cancel",
+            "chaos.graph": "chaos-graph",
         }[type_]
         expected_pairs.add((event_id, workflow))
         if type_ == "chaos.work" and n % 2 == 0:
@@ -377,14 +464,15 @@ async def assert_executions_and_steps(engine: AsyncEngine, driver: Driver) -> in
         ("chaos-approval", "completed"): COUNTS["chaos.approve"],
         ("chaos-wait", "completed"): COUNTS["chaos.wait"],
         ("chaos-cancel", "cancelled"): COUNTS["chaos.cancel"],
+        ("chaos-graph", "completed"): COUNTS["chaos.graph"],
     }
 
-    # every step completion is recorded exactly once
+    # every step (and for_each item) completion is recorded exactly once
     repeated = await rows(
         engine,
-        "SELECT execution_id, step_id, count(*) FROM transition "
+        "SELECT execution_id, step_id, item, count(*) FROM transition "
         "WHERE step_id IS NOT NULL AND to_status IN ('completed', 'skipped') "
-        "GROUP BY 1, 2 HAVING count(*) > 1",
+        "GROUP BY 1, 2, 3 HAVING count(*) > 1",
     )
     assert repeated == []
     steps = await rows(

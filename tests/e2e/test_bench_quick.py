@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.bench]
 
 SIZES = {
     "--executions": "30",
+    "--graph-executions": "20",
     "--approvals": "20",
     "--paced": "20",
     "--timers": "20",
@@ -32,7 +33,7 @@ SIZES = {
     "--executors": "1",
     "--stall-timeout": "20",
 }
-SCENARIOS = {"throughput", "lifecycle", "resume", "timers", "router", "idle"}
+SCENARIOS = {"throughput", "graph", "lifecycle", "resume", "timers", "router", "idle"}
 
 
 async def _bench(env: dict[str, str], output: Path) -> tuple[int, str, str]:
@@ -85,6 +86,11 @@ async def test_quick_bench_document_has_every_scenario_with_counts_matching_the_
     assert run["executions"] == run["completed"] == 30
     assert run["executions_per_s"] > 0
     assert run["event_to_completed"]["count"] == 30
+
+    graph = _details(doc, "graph")
+    assert graph["fan-out to 10 and join"]["completed"] == 20
+    assert graph["fan-out to 10 and join"]["steps_per_s"] > 0
+    assert graph["for_each over 100 items"]["completed"] == 5
 
     lifecycle = _details(doc, "lifecycle")
     assert lifecycle["lifecycle steps off"]["completed"] == 30

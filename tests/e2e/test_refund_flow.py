@@ -15,6 +15,7 @@ from tests.support.processes import Cli, ServiceProcess, Services
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLE_ACTIONS = {"PYTHONPATH": str(EXAMPLES), "INTERLOCK_EXECUTOR_ACTIONS": '["order_actions"]'}
 
 
 async def sample(process: ServiceProcess, name: str, **labels: str) -> float | None:
@@ -31,8 +32,10 @@ async def sample(process: ServiceProcess, name: str, **labels: str) -> float | N
 async def test_a_refund_event_runs_the_example_workflow_across_separate_service_processes(
     cli: Cli, services: Services, outside: OutsideClient
 ) -> None:
-    # definitions first: events that reach the router before it has them match nothing
-    applied = await cli.run("apply", str(EXAMPLES))
+    # definitions first: events that reach the router before it has them match nothing; the
+    # examples' user action must be loadable, as `make run` makes it
+    examples_cli = Cli(cli.env | EXAMPLE_ACTIONS)
+    applied = await examples_cli.run("apply", str(EXAMPLES))
     (router, executor, resumer) = await services.start_ready("router", "executor", "resumer")
     assert applied.code == 0, applied.explain()
     assert "refund-approval: v1 created" in applied.stdout

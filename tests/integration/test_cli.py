@@ -71,6 +71,9 @@ SUMMARY_KEYS = {
 DETAIL_KEYS = SUMMARY_KEYS | {"progress", "waiting", "steps", "transitions"}
 STEP_KEYS = {
     "id",
+    "kind",
+    "needs",
+    "waiting_for",
     "status",
     "attempt",
     "started_at",
@@ -411,7 +414,13 @@ async def test_executions_list_and_show_describe_finished_runs(
     assert price["duration_ms"] >= 0
     assert price["started_at"] <= price["finished_at"]
     assert (check["id"], check["status"]) == ("check", "skipped")
-    assert all(t.keys() == {"at", "step", "from", "to", "cause"} for t in shown["transitions"])
+    assert all(
+        t.keys() == {"at", "step", "item", "from", "to", "cause"} for t in shown["transitions"]
+    )
+    assert [(s["kind"], s["needs"]) for s in shown["steps"]] == [
+        ("action", []),
+        ("action", ["price"]),
+    ]
     assert [t["at"] for t in shown["transitions"]] == sorted(t["at"] for t in shown["transitions"])
     execution_moves = [t["to"] for t in shown["transitions"] if t["step"] is None]
     assert execution_moves[-1] == "completed"

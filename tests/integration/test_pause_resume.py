@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from executor.actions import ActionContext, ActionRegistry
-from interlock.bus.topology import CANCEL_TYPE, DECISION_TYPE, ExchangeName, QueueName
+from interlock.bus.topology import DECISION_TYPE, ExchangeName, QueueName
 from interlock.settings import Settings
 from interlock.store.approvals import ApprovalRecord, Approvals
 from interlock.store.executions import ExecutionRecord, Executions
@@ -74,21 +74,7 @@ async def paused_at_approval(h: Harness, **data: Any) -> tuple[ExecutionRecord, 
 async def decide(
     h: Harness, approval_id: str, verdict: str, by: str, *, decision_id: str | None = None
 ) -> str:
-    decision_id = decision_id or str(uuid4())
-    event = {
-        "specversion": "1.0",
-        "id": decision_id,
-        "source": "approvals-ui",
-        "type": DECISION_TYPE,
-        "data": {
-            "approval_id": approval_id,
-            "decision": verdict,
-            "decided_by": by,
-            "comment": "ok",
-        },
-    }
-    await h.publish_raw(orjson.dumps(event), DECISION_TYPE, ExchangeName.DECISIONS)
-    return decision_id
+    return await h.decide(approval_id, verdict, by, decision_id=decision_id)
 
 
 async def rejections(h: Harness, count: int) -> list[dict[str, Any]]:
@@ -321,14 +307,7 @@ async def test_decision_shaped_wrong_is_dead_lettered(settings: Settings) -> Non
 
 
 async def cancel(h: Harness, execution_id: Any, reason: str = "no longer needed") -> None:
-    event = {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": "ops",
-        "type": CANCEL_TYPE,
-        "data": {"execution_id": str(execution_id), "reason": reason},
-    }
-    await h.publish_raw(orjson.dumps(event), CANCEL_TYPE, ExchangeName.COMMANDS)
+    await h.cancel(execution_id, reason)
 
 
 async def test_cancel_while_paused_voids_the_approval_and_refuses_later_decisions(

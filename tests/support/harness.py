@@ -17,7 +17,7 @@ from executor.actions import ActionRegistry
 from executor.secrets import Secrets
 from executor.service import ExecutorService
 from interlock.bus import topology
-from interlock.bus.topology import ExchangeName, QueueName, Topology
+from interlock.bus.topology import CANCEL_TYPE, DECISION_TYPE, ExchangeName, QueueName, Topology
 from interlock.clock import SystemClock
 from interlock.runtime import Runtime, Service
 from interlock.settings import Settings
@@ -173,7 +173,9 @@ class Harness:
             check, within=within, what=f"execution {execution_id} to be {list(statuses)}"
         )
 
-    async def run_to_end(self, type_: str, data: Any, **kw: Any) -> ExecutionRecord:
+    async def run_to_end(
+        self, type_: str, data: Any, *, within: float = 10, **kw: Any
+    ) -> ExecutionRecord:
         event_id = await self.publish(type_, data, **kw)
         (execution,) = await self.executions_for(event_id)
         return await self.wait_status(
@@ -181,7 +183,38 @@ class Harness:
             ExecutionStatus.COMPLETED,
             ExecutionStatus.FAILED,
             ExecutionStatus.CANCELLED,
+            within=within,
         )
+
+    async def decide(
+        self, approval_id: str, verdict: str, by: str, *, decision_id: str | None = None
+    ) -> str:
+        """Send a decision as an approval system would; returns its id."""
+        decision_id = decision_id or str(uuid4())
+        event = {
+            "specversion": "1.0",
+            "id": decision_id,
+            "source": "approvals-ui",
+            "type": DECISION_TYPE,
+            "data": {
+                "approval_id": approval_id,
+                "decision": verdict,
+                "decided_by": by,
+                "comment": "ok",
+            },
+        }
+        await self.publish_raw(orjson.dumps(event), DECISION_TYPE, ExchangeName.DECISIONS)
+        return decision_id
+
+    async def cancel(self, execution_id: Any, reason: str = "no longer needed") -> None:
+        event = {
+            "specversion": "1.0",
+            "id": str(uuid4()),
+            "source": "ops",
+            "type": CANCEL_TYPE,
+            "data": {"execution_id": str(execution_id), "reason": reason},
+        }
+        await self.publish_raw(orjson.dumps(event), CANCEL_TYPE, ExchangeName.COMMANDS)
 
     async def dead_letters(self, count: int, within: float = 10) -> list[aio_pika.IncomingMessage]:
         """Take `count` messages off the dead-letter queue (waiting for them)."""

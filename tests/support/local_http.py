@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -25,7 +26,7 @@ class Received:
     body: bytes
 
 
-Route = Reply | Callable[[Received], Reply]
+Route = Reply | Callable[[Received], Reply | Awaitable[Reply]]
 
 
 class LocalHttpServer:
@@ -71,7 +72,8 @@ class LocalHttpServer:
             received = await _read_request(reader)
             self.received.append(received)
             route = self.routes.get(received.target.split("?", 1)[0])
-            reply = Reply(404) if route is None else route(received) if callable(route) else route
+            answer = Reply(404) if route is None else route(received) if callable(route) else route
+            reply = await answer if inspect.isawaitable(answer) else answer
             writer.write(_encode(reply))
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):

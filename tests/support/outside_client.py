@@ -97,3 +97,9 @@ class OutsideClient:
             return await queue.get(fail=False, no_ack=True)
 
         return await eventually(take, within=within, interval=0.05, what="a dead letter")
+
+    async def queue_depth(self, queue: QueueName) -> int:
+        """Messages ready in one of the namespace's queues (a passive declare)."""
+        channel = await self.channel()
+        declared = await channel.declare_queue(self.topology.queue(queue).name, passive=True)
+        return int(declared.declaration_result.message_count or 0)

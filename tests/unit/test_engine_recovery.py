@@ -29,6 +29,18 @@ def test_a_new_owner_reruns_an_interrupted_attempt_once_even_under_one_attempt()
     assert sim.state.status is ExecutionStatus.FAILED
 
 
+def test_a_lost_lease_on_a_last_attempt_fails_the_execution_at_once() -> None:
+    sim = Sim(ONE_CALL)
+    sim.claim(owner=1)
+    sim.feed(LeaseLost("killed"))
+    sim.claim(owner=2)
+    lost = sim.feed(LeaseLost("killed again"))
+    assert sim.state.status is ExecutionStatus.FAILED
+    assert sim.state.owner is None
+    assert "no attempts are left" in (sim.state.error or "")
+    assert "execution.run" not in sim.types(lost)
+
+
 def test_interrupted_attempts_count_towards_the_retry_policy() -> None:
     text = wf("  - {id: call, action: http, retry: {attempts: 4}, with: {url: 'http://x'}}\n")
     sim = Sim(text)
