@@ -54,10 +54,13 @@ async def run_attempt(
     scope: Mapping[str, Any] | Scope,
     actions: ActionRegistry,
     context: ActionContext,
-    default_timeout: timedelta,
+    default_timeout: timedelta | None,
     now: datetime,
 ) -> Outcome:
     """Never raises for a failure of the step itself: the outcome says what happened.
+
+    `default_timeout` None runs the action with no timeout at all (built-ins that finish in
+    memory), not even the step's own.
 
     The outcome's error text is always storable (no NUL, bounded), since it goes into the
     checkpoint and the lifecycle events.
@@ -109,7 +112,7 @@ async def _call(
     scope: Mapping[str, Any] | Scope,
     actions: ActionRegistry,
     context: ActionContext,
-    default_timeout: timedelta,
+    default_timeout: timedelta | None,
 ) -> _Result:
     name = step.action or ""
     action = actions.get(name)
@@ -122,19 +125,22 @@ async def _call(
         return _Result(ok=False, error=str(exc))
     except StepFailed as exc:
         return _Result(ok=False, error=exc.message, retryable=exc.retryable)
-    timeout = getattr(step.spec, "timeout", None) or default_timeout
+    own: timedelta | None = getattr(step.spec, "timeout", None)
+    timeout = None if default_timeout is None else own or default_timeout
     try:
-        async with asyncio.timeout(timeout.total_seconds()):
+        if timeout is None:
             output = await action(arguments, context)
+        else:
+            async with asyncio.timeout(timeout.total_seconds()):
+                output = await action(arguments, context)
         output = storable_output(output)
     except StepFailed as exc:
         return _Result(
             ok=False, error=exc.message, retryable=exc.retryable, retry_after=exc.retry_after
         )
     except TimeoutError:
-        return _Result(
-            ok=False, error=f"timed out after {format_duration(timeout)}", retryable=True
-        )
+        after = format_duration(timeout) if timeout is not None else "its own timeout"
+        return _Result(ok=False, error=f"timed out after {after}", retryable=True)
     except Exception as exc:  # an action's own bug fails the attempt, not the executor
         return _Result(ok=False, error=f"{type(exc).__name__}: {exc}", retryable=True)
     return _Result(ok=True, output=output, emitted=list(context.emitted))

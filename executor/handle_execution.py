@@ -1,8 +1,9 @@
 """A run message in: claim the execution under a lease, ack, and run it in the background.
 
-The message is acked as soon as the claim committed: from then on the lease, not an unacked
-message, says who runs the execution. A step may run far longer than the broker's consumer
-timeout, and a lost executor's work is taken over from the records once its lease lapses.
+The claim commits with the execution's first boundary (one transaction), and the message is
+acked right after: from then on the lease, not an unacked message, says who runs the
+execution. A step may run far longer than the broker's consumer timeout, and a lost
+executor's work is taken over from the records once its lease lapses.
 """
 
 from __future__ import annotations
@@ -23,16 +24,16 @@ from interlock.bus.codec import decode_model
 from interlock.definitions import VersionCache
 from interlock.engine.state import ExecutionState
 from interlock.errors import DeadLetterReason, InvalidInput
+from interlock.store.apply import Claim
 from interlock.store.engine import raw_connection
-from interlock.store.state import claim_states
+from interlock.store.state import load_states
 from interlock.telemetry.metrics import BatchOperation
 from schemas.compiled import CompiledWorkflow
 from schemas.messages import RunExecution, RunReason
 from schemas.status import ExecutionStatus
 
 log = structlog.get_logger(__name__)
-
-_Claim = tuple[ExecutionState | None, tuple[ExecutionStatus, int | None] | None]
+_RUNNABLE = frozenset({ExecutionStatus.PENDING, ExecutionStatus.RUNNING})
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class ExecutionHandler:
         self._slots = asyncio.Semaphore(deps.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         observe = deps.run.metrics.db_batch.labels(BatchOperation.CLAIM).observe
-        self._claims: Batcher[UUID, _Claim] = Batcher(self._claim, observe=observe)
+        self._reads: Batcher[UUID, ExecutionState | None] = Batcher(self._read, observe=observe)
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         run = decode_model(message.body, RunExecution, max_bytes=self._d.max_message_bytes)
@@ -76,25 +77,33 @@ class ExecutionHandler:
                     self._slots.release()
 
     async def _take(self, message: RunExecution) -> bool:
-        state, other = await self._claims.submit(message.execution_id)
+        """Claim and start the execution; True once a run holds it (the claim committed)."""
+        d = self._d
+        state = await self._reads.submit(message.execution_id)
         if state is None:
-            if other is None:
-                raise InvalidInput(
-                    DeadLetterReason.UNKNOWN_EXECUTION, f"no execution {message.execution_id}"
-                )
-            status, owner = other
-            log.info("execution.not_claimed", status=status.value, owner=owner)
+            raise InvalidInput(
+                DeadLetterReason.UNKNOWN_EXECUTION, f"no execution {message.execution_id}"
+            )
+        now = d.run.clock.now()
+        leased = state.lease_expires_at is not None and state.lease_expires_at > now
+        if state.status not in _RUNNABLE or (state.owner not in (None, d.run.worker) and leased):
+            # finished, paused, or a live executor runs it: nothing to do here
+            log.info("execution.not_claimed", status=state.status.value, owner=state.owner)
             return False
         workflow = await self._definition(state.version_id)
         if message.reason is RunReason.RESUME and state.status is ExecutionStatus.PENDING:
             # from the decision (or timer) being recorded to the execution running again
-            latency = (self._d.run.clock.now() - message.sent_at).total_seconds()
-            self._d.run.metrics.resume_latency.observe(max(latency, 0.0))
-        run = ExecutionRun(self._d.run, state, workflow)
+            latency = (now - message.sent_at).total_seconds()
+            d.run.metrics.resume_latency.observe(max(latency, 0.0))
+        claim = Claim(d.run.worker, d.lock_class, now + d.lease)
+        run = ExecutionRun(d.run, state, workflow, claim)
         self.runs[state.id] = run
         task = asyncio.create_task(self._drive(run), name=f"execution {state.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # ack only once the claim committed (or did not happen): a crash before leaves the
+        # message to be delivered again
+        await run.claimed.wait()
         return True
 
     async def _drive(self, run: ExecutionRun) -> None:
@@ -114,19 +123,10 @@ class ExecutionHandler:
             self.runs.pop(run.state.id, None)
             self._slots.release()
 
-    async def _claim(self, ids: Sequence[UUID]) -> list[_Claim]:
-        d = self._d
-        now = d.run.clock.now()
-        async with raw_connection(d.run.engine) as conn:
-            claimed, others = await claim_states(
-                conn,
-                ids,
-                worker=d.run.worker,
-                lock_class=d.lock_class,
-                now=now,
-                lease_until=now + d.lease,
-            )
-        return [(claimed.get(i), others.get(i)) for i in ids]
+    async def _read(self, ids: Sequence[UUID]) -> list[ExecutionState | None]:
+        async with raw_connection(self._d.run.engine) as conn:
+            found = await load_states(conn, ids)
+        return [found.get(i) for i in ids]
 
     async def _definition(self, version_id: int) -> CompiledWorkflow:
         cached = self._d.definitions.cached(version_id)

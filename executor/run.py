@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass, field, replace
-from typing import Final
+from typing import Any, Final
 
 import httpx
 import structlog
@@ -29,7 +29,7 @@ from interlock.engine.writes import Decision, Launch
 from interlock.outage import is_outage
 from interlock.outbox import OutboxRelay
 from interlock.settings import ExecutorSettings
-from interlock.store.apply import Applied, Result, payload
+from interlock.store.apply import Applied, Claim, Result, payload
 from interlock.store.approvals import new_approval_id
 from interlock.store.committer import Committer
 from interlock.store.engine import raw_connection
@@ -61,6 +61,8 @@ class RunDeps:
     rng: random.Random = field(default_factory=random.Random)
     secrets: Secrets = field(default_factory=Secrets)
     max_hops: int = DEFAULT_MAX_HOPS
+    # histogram children by (workflow, step, action), shared by every run of the process
+    durations: dict[tuple[str, str, str], Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +72,29 @@ class _Finished:
 
 
 class ExecutionRun:
-    def __init__(self, deps: RunDeps, state: ExecutionState, workflow: CompiledWorkflow) -> None:
+    def __init__(
+        self,
+        deps: RunDeps,
+        state: ExecutionState,
+        workflow: CompiledWorkflow,
+        claim: Claim | None = None,
+    ) -> None:
         self._d = deps
-        self.state = state
+        # decided as its owner from the start; the first commit makes it so (or says busy)
+        self.state = state.but(owner=deps.worker)
         self.workflow = workflow
+        self._claim = claim
+        self.claimed = asyncio.Event()  # the first boundary (and the claim) committed, or not
         self._scope = RunScope(state)
         self._attempts: dict[tuple[str, int | None], asyncio.Task[None]] = {}
         self._inbox: asyncio.Queue[_Finished | None] = asyncio.Queue()  # None: look again
         self._woken = False
         self.lost = False
+
+    @property
+    def owns(self) -> bool:
+        """Its claim committed and it has not lost the execution since."""
+        return self._claim is None and not self.lost
 
     def poke(self) -> None:
         """Someone else changed the execution: read it again, start what became ready."""
@@ -97,7 +113,10 @@ class ExecutionRun:
 
     async def drive(self) -> None:
         try:
-            await self._advance(Claimed())
+            try:
+                await self._advance(Claimed())
+            finally:
+                self.claimed.set()
             while self._attempts and not self.lost:
                 finished = await self._inbox.get()
                 if self.lost:
@@ -131,12 +150,17 @@ class ExecutionRun:
             decision = await self._inline(self._decide(self.state, event))
             applied = await self._commit(decision)
             if applied.result is Result.OK:
+                self._claim = None  # it is ours now: later boundaries check the owner instead
                 self.state = replace(decision.state, revision=applied.revision or 0)
                 observe_decision(self._d.metrics, self.workflow, decision)
                 if not decision.empty:
                     self._d.relay.notify()
                 for launch in decision.launch:
                     self._start(launch)
+                return
+            if applied.result is Result.BUSY:
+                log.info("execution.not_claimed", reason="a live executor runs it")
+                self.lost = True
                 return
             if applied.result is not Result.STALE:
                 self.lose(applied.result.value)
@@ -193,7 +217,8 @@ class ExecutionRun:
             self.workflow,
             now=self._d.clock.now(),
             revision=self.state.revision,
-            owner=self._d.worker,
+            owner=None if self._claim is not None else self._d.worker,
+            claim=self._claim,
         )
         delay = 0.1
         while True:
@@ -210,6 +235,10 @@ class ExecutionRun:
     async def _reload(self) -> bool:
         async with raw_connection(self._d.engine) as conn:
             found = (await load_states(conn, [self.state.id])).get(self.state.id)
+        if found is not None and self._claim is not None:
+            # not claimed yet: decide again as its owner; the claim says whether it may be
+            self.state = found.but(owner=self._d.worker)
+            return True
         if found is None or found.owner != self._d.worker:
             self.lose("another executor took it over")
             return False
@@ -248,16 +277,36 @@ class ExecutionRun:
             secrets=d.secrets,
             max_hops=d.max_hops,
         )
-        with structlog.contextvars.bound_contextvars(step=step.id):
+        if self._is_inline(launch):
+            # built-ins that finish in memory: no timeout to arm, no log context to bind
             outcome = await run_attempt(
                 step,
                 scope=scope,
                 actions=d.actions,
                 context=context,
-                default_timeout=d.settings.default_step_timeout,
+                default_timeout=None,
                 now=d.clock.now(),
             )
-        d.metrics.step_duration.labels(
-            workflow=state.workflow, step=step.id, action=step.action or ""
-        ).observe(outcome.seconds)
+        else:
+            with structlog.contextvars.bound_contextvars(step=step.id):
+                outcome = await run_attempt(
+                    step,
+                    scope=scope,
+                    actions=d.actions,
+                    context=context,
+                    default_timeout=d.settings.default_step_timeout,
+                    now=d.clock.now(),
+                )
+        self._duration(step.id, step.action or "").observe(outcome.seconds)
         return outcome
+
+    def _duration(self, step_id: str, action: str) -> Any:
+        """The step's duration histogram, looked up once per process (labels() is not free)."""
+        key = (self.state.workflow, step_id, action)
+        child = self._d.durations.get(key)
+        if child is None:
+            child = self._d.metrics.step_duration.labels(
+                workflow=key[0], step=step_id, action=action
+            )
+            self._d.durations[key] = child
+        return child

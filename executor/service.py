@@ -128,7 +128,7 @@ class ExecutorService:
         lease = runtime.settings.executor.lease
         while True:
             await asyncio.sleep(lease.total_seconds() / 3)
-            runs = dict(handler.runs)
+            runs = {i: run for i, run in handler.runs.items() if run.owns}
             if not runs:
                 continue
             try:
@@ -143,7 +143,7 @@ class ExecutorService:
                 continue
             for execution_id, run in runs.items():
                 if execution_id not in held:
-                    if run.state.owner == self._worker.worker:
+                    if run.owns and run.state.owner == self._worker.worker:
                         run.lose("its lease was not renewed")
                 elif held[execution_id] != run.state.revision:
                     run.poke()

@@ -40,48 +40,85 @@ def lifecycle_message(
     error: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> OutgoingMessage:
-    # built as a plain dict (this runs several times per execution); the shape is the one
-    # schemas.lifecycle.LifecycleData documents, which a unit test holds it to
-    data: dict[str, Any] = {
-        "execution_id": str(execution.id),
-        "workflow": execution.workflow,
-        "version": execution.version,
-        "status": str(status),
-        "at": at.isoformat(),
-        "event_source": execution.event_source,
-        "event_id": execution.event_id,
-    }
-    for key, value in (
-        ("step_id", step_id),
-        ("item", item),
-        ("attempt", attempt),
-        ("error", error),
-    ):
-        if value is not None:
-            data[key] = value
-    if details is not None:
-        data["details"] = details
-    # deterministic per transition: a republished outbox row repeats its id, a new transition
-    # (a second resume, say) gets a new one
-    step = (step_id or "-") if item is None else f"{step_id}[{item}]"
-    event_id = ":".join(
-        (str(execution.id), step, str(attempt or 0), type_.value, f"{at.timestamp():.6f}")
+    return Announcer(execution, at).message(
+        type_,
+        status=status,
+        step_id=step_id,
+        item=item,
+        attempt=attempt,
+        error=error,
+        details=details,
     )
-    event = {
-        "specversion": "1.0",
-        "id": event_id,
-        "source": f"{SOURCE}/{execution.workflow}",
-        "type": type_.value,
-        "time": at.isoformat(),
-        "subject": str(execution.id),
-        "datacontenttype": "application/json",
-        "data": data,
-    }
-    return OutgoingMessage(
-        exchange=ExchangeName.LIFECYCLE,
-        routing_key=type_.value,
-        body=orjson.dumps(event, option=orjson.OPT_NON_STR_KEYS),
-        message_id=event_id,
-        content_type=CONTENT_TYPE,
-        timestamp=at,
-    )
+
+
+class Announcer:
+    """The lifecycle messages of one execution at one moment: what they share, worked out once.
+
+    Built as plain dicts (this runs several times per step); the shape is the one
+    schemas.lifecycle.LifecycleData documents, which a unit test holds it to.
+    """
+
+    __slots__ = ("_at", "_facts", "_id", "_source", "_stamp", "_timestamp", "_workflow")
+
+    def __init__(self, execution: ExecutionFacts, at: datetime) -> None:
+        self._id = str(execution.id)
+        self._workflow = execution.workflow
+        self._source = f"{SOURCE}/{execution.workflow}"
+        self._at = at.isoformat()
+        self._stamp = f"{at.timestamp():.6f}"
+        self._timestamp = at
+        self._facts = (execution.version, execution.event_source, execution.event_id)
+
+    def message(
+        self,
+        type_: LifecycleType,
+        *,
+        status: str,
+        step_id: str | None = None,
+        item: int | None = None,
+        attempt: int | None = None,
+        error: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> OutgoingMessage:
+        version, event_source, event_id = self._facts
+        data: dict[str, Any] = {
+            "execution_id": self._id,
+            "workflow": self._workflow,
+            "version": version,
+            "status": str(status),
+            "at": self._at,
+            "event_source": event_source,
+            "event_id": event_id,
+        }
+        if step_id is not None:
+            data["step_id"] = step_id
+        if item is not None:
+            data["item"] = item
+        if attempt is not None:
+            data["attempt"] = attempt
+        if error is not None:
+            data["error"] = error
+        if details is not None:
+            data["details"] = details
+        # deterministic per transition: a republished outbox row repeats its id, a new
+        # transition (a second resume, say) gets a new one
+        step = (step_id or "-") if item is None else f"{step_id}[{item}]"
+        message_id = f"{self._id}:{step}:{attempt or 0}:{type_.value}:{self._stamp}"
+        event = {
+            "specversion": "1.0",
+            "id": message_id,
+            "source": self._source,
+            "type": type_.value,
+            "time": self._at,
+            "subject": self._id,
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+        return OutgoingMessage(
+            exchange=ExchangeName.LIFECYCLE,
+            routing_key=type_.value,
+            body=orjson.dumps(event, option=orjson.OPT_NON_STR_KEYS),
+            message_id=message_id,
+            content_type=CONTENT_TYPE,
+            timestamp=self._timestamp,
+        )

@@ -51,8 +51,11 @@ class Reconciler:
         d = self._d
         now = d.clock.now()
         older = now - d.stuck_after
-        values = stuck.params(now=now, older_than=older, lock_class=d.lock_class, limit=d.limit)
         async with d.engine.connect() as conn:
+            found = await stuck.look(
+                conn, now=now, older_than=older, lock_class=d.lock_class, limit=d.limit
+            )
+            values = found.params()
             orphans = [r[0] for r in await conn.execute(stuck.ORPHANS_SQL, values)]
             unclaimed = [r[0] for r in await conn.execute(stuck.UNCLAIMED_SQL, values)]
             count = await conn.scalar(stuck.STUCK_COUNT_SQL, values)

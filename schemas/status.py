@@ -153,19 +153,44 @@ def check_approval_transition(old: ApprovalStatus, new: ApprovalStatus) -> None:
 
 def transition_rows() -> list[tuple[str, str | None, str]]:
     """The tables as rows, for the database's copy: (machine, from or None, to)."""
-    tables: dict[
-        str,
-        Mapping[ExecutionStatus, frozenset[ExecutionStatus]]
-        | Mapping[StepStatus, frozenset[StepStatus]]
-        | Mapping[ApprovalStatus, frozenset[ApprovalStatus]],
-    ] = {
-        "execution": EXECUTION_TRANSITIONS,
-        "step": STEP_TRANSITIONS,
-        "approval": APPROVAL_TRANSITIONS,
-    }
     rows: list[tuple[str, str | None, str]] = []
-    for machine, table in tables.items():
+    for machine, table in _tables().items():
         rows += [(machine, None, to) for to in sorted(INITIAL[machine])]
-        for old, targets in table.items():
-            rows += [(machine, old.value, new) for new in sorted(t.value for t in targets)]
+        for old, targets in sorted(table.items()):
+            rows += [(machine, old, new) for new in sorted(targets)]
     return rows
+
+
+def reachable_rows() -> list[tuple[str, str | None, str]]:
+    """Every change some sequence of allowed transitions makes (the tables' closure).
+
+    One statement of the write path may make several transitions of a record (a step started
+    and completed in memory); the database checks each transition in the write path, and what
+    a single row update may do, from anywhere, against these.
+    """
+    rows: list[tuple[str, str | None, str]] = []
+    for machine, table in _tables().items():
+        starts: list[str | None] = [None, *sorted(table)]
+        for start in starts:
+            seen: set[str] = set()
+            todo = sorted(INITIAL[machine]) if start is None else sorted(table[start])
+            while todo:
+                state = todo.pop()
+                if state not in seen:
+                    seen.add(state)
+                    todo.extend(table[state])
+            rows += [(machine, start, to) for to in sorted(seen) if to != start]
+    return rows
+
+
+def _tables() -> dict[str, dict[str, frozenset[str]]]:
+    plain: dict[str, dict[str, frozenset[str]]] = {}
+    for machine, table in (
+        ("execution", EXECUTION_TRANSITIONS),
+        ("step", STEP_TRANSITIONS),
+        ("approval", APPROVAL_TRANSITIONS),
+    ):
+        plain[machine] = {
+            old.value: frozenset(new.value for new in targets) for old, targets in table.items()
+        }
+    return plain

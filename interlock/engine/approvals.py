@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -115,8 +114,8 @@ def settle_approval(
 ) -> None:
     record = d.state.step(approval.step_id)
     status = StepStatus.FAILED if error else StepStatus.COMPLETED
-    settled = replace(
-        record, status=status, output=output, error=error, waiting_for=None, finished_at=d.now
+    settled = record.but(
+        status=status, output=output, error=error, waiting_for=None, finished_at=d.now
     )
     d.step(approval.step_id, settled, cause)
     kind = LifecycleType.STEP_FAILED if error else LifecycleType.STEP_COMPLETED

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from interlock.engine.backoff import attempts_left, retry_delay
@@ -52,10 +51,10 @@ def interrupt_all(d: Draft, why: str) -> None:
         n = record.attempt
         cause = f"attempt {n} was interrupted: {why}"
         if d.state.status is ExecutionStatus.CANCELLED:
-            cancelled = replace(record, status=_S.CANCELLED, error=cause, finished_at=d.now)
+            cancelled = record.but(status=_S.CANCELLED, error=cause, finished_at=d.now)
             d.step(step.id, cancelled, cause, item=item)
         elif n < max(step.retry.attempts, MIN_ATTEMPTS_WHEN_INTERRUPTED):
-            d.step(step.id, replace(record, status=_S.PENDING, error=cause), cause, item=item)
+            d.step(step.id, record.but(status=_S.PENDING, error=cause), cause, item=item)
             details = {"next_attempt_at": d.now.isoformat(), "delay_seconds": 0.0}
             d.announce(
                 LifecycleType.STEP_RETRYING,
@@ -85,7 +84,7 @@ def _end(
     error: str | None = None,
 ) -> None:
     n = record.attempt
-    done = replace(record, status=status, output=output, error=error, finished_at=d.now)
+    done = record.but(status=status, output=output, error=error, finished_at=d.now)
     verb = "succeeded" if status is _S.COMPLETED else f"failed: {error}"
     d.step(step.id, done, f"attempt {n} {verb}", item=item)
     kind = LifecycleType.STEP_COMPLETED if status is _S.COMPLETED else LifecycleType.STEP_FAILED
@@ -102,7 +101,7 @@ def _back_off(
 
     due = d.now + timedelta(seconds=delay)
     details = {"reason": PauseReason.RETRY.value, "due_at": due.isoformat(), "error": error}
-    waiting = replace(record, status=_S.WAITING, error=error, waiting_for=details)
+    waiting = record.but(status=_S.WAITING, error=error, waiting_for=details)
     cause = f"attempt {record.attempt} failed: {error}; next attempt at {due.isoformat()}"
     d.step(step.id, waiting, cause, item=item)
     d.decision.timers.append(TimerCreate(step.id, item, TimerKind.RETRY, due))

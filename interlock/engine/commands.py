@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from interlock.bus.codec import encode_run
 from interlock.engine.attempts import interrupt_all
 from interlock.engine.draft import Draft
@@ -123,7 +121,7 @@ def retry_from(d: Draft, command: RetryFrom) -> None:
     for step_id in graph.order:
         record = state.step(step_id)
         if step_id in passed_over:
-            skipped = replace(record, status=_S.SKIPPED, finished_at=d.now)
+            skipped = record.but(status=_S.SKIPPED, finished_at=d.now)
             d.step(step_id, skipped, f"passed over: {cause}")
         elif step_id in reset and record.status is not _S.PENDING:
             d.step(step_id, PENDING_STEP, cause)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +16,7 @@ from interlock.bus.message import OutgoingMessage
 from interlock.engine.scope import RunScope
 from interlock.engine.state import ExecutionState, StepState
 from interlock.engine.writes import Decision, ExecutionWrite, ItemsReset, StepWrite
-from interlock.lifecycle import lifecycle_message
+from interlock.lifecycle import Announcer
 from schemas.compiled import CompiledWorkflow
 from schemas.lifecycle import LifecycleType
 from schemas.status import (
@@ -50,6 +50,7 @@ class Draft:
         self.wf = workflow
         self.ctx = ctx
         self.decision = Decision(state=state)
+        self._announcer: Announcer | None = None  # the execution's facts never change
 
     @property
     def state(self) -> ExecutionState:
@@ -70,15 +71,15 @@ class Draft:
         check_step_transition(old or StepStatus.PENDING, new.status)
         self.decision.ops.append(StepWrite(step_id, item, old, new, cause))
         if item is None:
-            self.decision.state = replace(state, steps={**state.steps, step_id: new})
+            self.decision.state = state.but(steps={**state.steps, step_id: new})
         else:
             items = {**state.items, step_id: {**state.items_of(step_id), item: new}}
-            self.decision.state = replace(state, items=items)
+            self.decision.state = state.but(items=items)
 
     def reset_items(self, step_id: str, cause: str) -> None:
         self.decision.ops.append(ItemsReset(step_id, cause))
         items = {k: v for k, v in self.state.items.items() if k != step_id}
-        self.decision.state = replace(self.state, items=items)
+        self.decision.state = self.state.but(items=items)
 
     def execution(self, new: ExecutionStatus, cause: str, **changes: Any) -> None:
         """Change the execution's status (or only note `cause`, when `new` is unchanged)."""
@@ -90,7 +91,7 @@ class Draft:
         for name in ("owner", "error", "started_at", "paused_reason"):
             if name in changes:
                 moved[name] = changes[name]
-        self.decision.state = replace(self.state, **moved)
+        self.decision.state = self.state.but(**moved)
 
     def send(self, message: OutgoingMessage) -> None:
         self.decision.outbox.append(message)
@@ -110,12 +111,12 @@ class Draft:
         """A lifecycle event; `optional` ones (action steps') obey the lifecycle_steps setting."""
         if optional and not self.ctx.settings.lifecycle_steps:
             return
+        if self._announcer is None:
+            self._announcer = Announcer(self.state, self.now)
         self.send(
-            lifecycle_message(
+            self._announcer.message(
                 kind,
-                self.state,
                 status=status,
-                at=self.now,
                 step_id=step_id,
                 item=item,
                 attempt=attempt,

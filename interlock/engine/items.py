@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from itertools import islice
 from typing import Any, Final
 
@@ -29,8 +28,7 @@ def launch_items(d: Draft, step: CompiledStep) -> None:
     for index in list(islice(pending_items(d.state, step), max(room, 0))):
         record = d.state.item(step.id, index)
         attempt = record.attempt + 1
-        running = replace(
-            record,
+        running = record.but(
             status=_S.RUNNING,
             attempt=attempt,
             error=None,
@@ -61,7 +59,7 @@ def finish_for_each(d: Draft, step: CompiledStep) -> None:
     if failed:
         for index, record in sorted(records.items()):
             if record.status is _S.WAITING:
-                cancelled = replace(record, status=_S.CANCELLED, waiting_for=None)
+                cancelled = record.but(status=_S.CANCELLED, waiting_for=None)
                 d.step(step.id, cancelled, f"cancelled: item {failed[0]} failed", item=index)
                 d.decision.timers.append(TimerDelete(step_id=step.id, item=index))
         if not running_items(d.state, step.id):
@@ -83,7 +81,7 @@ def _settle(d: Draft, step: CompiledStep, status: StepStatus, error: str | None)
         error = f"the items' outputs are {size} bytes together, over the {MAX_OUTPUT_BYTES} limit"
         output = None
     parent = d.state.step(step.id)
-    record = replace(parent, status=status, output=output, error=error, finished_at=d.now)
+    record = parent.but(status=status, output=output, error=error, finished_at=d.now)
     cause = "all items completed" if error is None else error
     d.step(step.id, record, cause)
     kind = LifecycleType.STEP_COMPLETED if error is None else LifecycleType.STEP_FAILED

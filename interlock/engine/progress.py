@@ -7,7 +7,6 @@ who makes a step ready hands the execution on (a run message, or a wake-up for t
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from interlock.bus.codec import encode_run
@@ -48,16 +47,19 @@ def release_if_idle(d: Draft) -> None:
 
 
 def _start_ready(d: Draft) -> None:
-    started = True
-    while started:  # a skipped step can make the steps after it ready
-        started = False
+    again = True
+    while again:  # a step that skipped, failed or finished at once can make others ready
+        again = False
         for step in d.wf.steps:
             record = d.state.step(step.id)
             if record.status is _S.PENDING and needs_met(d.wf, d.state, step):
                 start_step(d, step)
-                started = True
-                if fatal(d.wf, d.state) is not None:
-                    return
+                status = d.state.step(step.id).status
+                if status is _S.FAILED and not step.continue_on_failure:
+                    return  # nothing more starts
+                # an attempt under way or a wait makes nothing ready; anything else may
+                waits = status is _S.WAITING or (status is _S.RUNNING and step.for_each is None)
+                again |= not waits
             elif record.status is _S.RUNNING and step.for_each is not None:
                 launch_items(d, step)
 
@@ -70,7 +72,7 @@ def fail_fast(d: Draft, failed: CompiledStep) -> None:
         record = d.state.step(step.id)
         running = step.for_each is not None and record.status is _S.RUNNING
         if running and not running_items(d.state, step.id):
-            stopped = replace(record, status=_S.CANCELLED, finished_at=d.now)
+            stopped = record.but(status=_S.CANCELLED, finished_at=d.now)
             d.step(step.id, stopped, f"stopped: {why}")
     if in_flight(d.wf, d.state):
         if not d.is_owner:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,7 +30,7 @@ def start_step(d: Draft, step: CompiledStep) -> None:
             fail_unstarted(d, step, str(exc))
             return
         if not go:
-            skipped = replace(record, status=_S.SKIPPED, finished_at=d.now)
+            skipped = record.but(status=_S.SKIPPED, finished_at=d.now)
             d.step(step.id, skipped, f"guard is false: {step.guard.source}")
             d.announce(
                 LifecycleType.STEP_SKIPPED, status=_S.SKIPPED, step_id=step.id, optional=True
@@ -52,7 +51,7 @@ def start_step(d: Draft, step: CompiledStep) -> None:
 
 
 def fail_unstarted(d: Draft, step: CompiledStep, error: str) -> None:
-    record = replace(d.state.step(step.id), status=_S.FAILED, error=error, finished_at=d.now)
+    record = d.state.step(step.id).but(status=_S.FAILED, error=error, finished_at=d.now)
     d.step(step.id, record, error)
     d.announce(
         LifecycleType.STEP_FAILED, status=_S.FAILED, step_id=step.id, error=error, optional=True
@@ -62,8 +61,7 @@ def fail_unstarted(d: Draft, step: CompiledStep, error: str) -> None:
 def _attempt(d: Draft, step: CompiledStep) -> None:
     record = d.state.step(step.id)
     attempt = record.attempt + 1
-    running = replace(
-        record,
+    running = record.but(
         status=_S.RUNNING,
         attempt=attempt,
         error=None,
@@ -93,11 +91,11 @@ def _expand(d: Draft, step: CompiledStep) -> None:
     if len(value) > limit:
         raise _CannotStart(f"for_each gave {len(value)} items, over the limit of {limit}")
     record = d.state.step(step.id)
-    running = replace(record, status=_S.RUNNING, attempt=1, items=tuple(value), started_at=d.now)
+    running = record.but(status=_S.RUNNING, attempt=1, items=tuple(value), started_at=d.now)
     d.step(step.id, running, f"{len(value)} items")
     d.announce(LifecycleType.STEP_STARTED, status=_S.RUNNING, step_id=step.id, optional=True)
     if not value:
-        done = replace(running, status=_S.COMPLETED, output=[], finished_at=d.now)
+        done = running.but(status=_S.COMPLETED, output=[], finished_at=d.now)
         d.step(step.id, done, "no items")
         d.announce(
             LifecycleType.STEP_COMPLETED, status=_S.COMPLETED, step_id=step.id, optional=True
@@ -142,7 +140,7 @@ def _await_time(d: Draft, step: CompiledStep, spec: WaitStep) -> None:
 
 def _wait(d: Draft, step: CompiledStep, details: dict[str, Any], cause: str) -> None:
     record = d.state.step(step.id)
-    waiting = replace(record, status=_S.WAITING, attempt=1, started_at=d.now, waiting_for=details)
+    waiting = record.but(status=_S.WAITING, attempt=1, started_at=d.now, waiting_for=details)
     d.step(step.id, waiting, cause)
     d.announce(LifecycleType.STEP_WAITING, status=_S.WAITING, step_id=step.id, details=details)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -28,6 +28,11 @@ class StepState:
     # what a waiting step waits for: {"reason": ..., and its details}; else None
     waiting_for: Mapping[str, Any] | None = None
     items: tuple[Any, ...] | None = None  # a for_each step's list, once it started
+
+    def but(self, **changes: Any) -> StepState:
+        """A copy with `changes` (what dataclasses.replace does, without its cost)."""
+        copy: StepState = _evolve(self, _STEP_FIELDS, changes)
+        return copy
 
 
 PENDING_STEP = StepState(StepStatus.PENDING)
@@ -68,11 +73,17 @@ class ExecutionState:
     event_id: str
     revision: int
     owner: int | None = None
+    lease_expires_at: datetime | None = None  # the owner's lease (the core does not read it)
     error: str | None = None
     started_at: datetime | None = None
     paused_reason: PauseReason | None = None
     steps: Mapping[str, StepState] = field(default_factory=dict)
     items: Mapping[str, Mapping[int, StepState]] = field(default_factory=dict)
+
+    def but(self, **changes: Any) -> ExecutionState:
+        """A copy with `changes` (the core makes one per write: it has to be cheap)."""
+        copy: ExecutionState = _evolve(self, _EXECUTION_FIELDS, changes)
+        return copy
 
     def step(self, step_id: str) -> StepState:
         return self.steps.get(step_id, PENDING_STEP)
@@ -83,3 +94,14 @@ class ExecutionState:
     def items_of(self, step_id: str) -> Mapping[int, StepState]:
         found = self.items.get(step_id)
         return found if found is not None else _NO_ITEMS
+
+
+_STEP_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(StepState))
+_EXECUTION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ExecutionState))
+
+
+def _evolve(record: Any, names: tuple[str, ...], changes: dict[str, Any]) -> Any:
+    copy = object.__new__(type(record))
+    for name in names:
+        object.__setattr__(copy, name, changes[name] if name in changes else getattr(record, name))
+    return copy

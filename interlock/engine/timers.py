@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from interlock.engine.approvals import approval_expired
 from interlock.engine.draft import Draft
 from interlock.engine.inputs import TimerFired
@@ -31,9 +29,7 @@ def timer_fired(d: Draft, fired: TimerFired) -> None:
         return
     if timer.kind is TimerKind.WAIT and reason == PauseReason.WAIT.value:
         output = {"until": timer.due_at.isoformat(), "fired_at": d.now.isoformat()}
-        done = replace(
-            record, status=_S.COMPLETED, output=output, waiting_for=None, finished_at=d.now
-        )
+        done = record.but(status=_S.COMPLETED, output=output, waiting_for=None, finished_at=d.now)
         d.step(timer.step_id, done, f"wait until {timer.due_at.isoformat()} is over")
         d.announce(
             LifecycleType.STEP_COMPLETED,
@@ -42,5 +38,5 @@ def timer_fired(d: Draft, fired: TimerFired) -> None:
             details={"output": output},
         )
     elif timer.kind is TimerKind.RETRY and reason == PauseReason.RETRY.value:
-        again = replace(record, status=_S.PENDING, waiting_for=None)
+        again = record.but(status=_S.PENDING, waiting_for=None)
         d.step(timer.step_id, again, f"retry of step {timer.step_id} is due", item=timer.item)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from interlock.engine.draft import Draft
 from interlock.engine.view import waiting
 from interlock.engine.writes import ApprovalSettle, TimerDelete
@@ -21,9 +19,7 @@ def void_waiting(d: Draft, why: str) -> tuple[int, int]:
         if (record.waiting_for or {}).get("reason") == PauseReason.APPROVAL.value:
             approvals += 1
         timers += 1
-        cancelled = replace(
-            record, status=StepStatus.CANCELLED, waiting_for=None, finished_at=d.now
-        )
+        cancelled = record.but(status=StepStatus.CANCELLED, waiting_for=None, finished_at=d.now)
         d.step(step_id, cancelled, f"cancelled: {why}", item=item)
     if timers:
         d.decision.timers.append(TimerDelete())

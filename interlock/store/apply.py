@@ -20,7 +20,6 @@ from interlock.engine.writes import (
     ApprovalSettle,
     Decision,
     DecisionRecord,
-    ExecutionWrite,
     ItemsReset,
     Op,
     Orphan,
@@ -38,8 +37,18 @@ class Result(StrEnum):
     OK = "ok"
     STALE = "stale"  # the execution changed since it was read: read again, decide again
     NOT_OWNER = "not_owner"  # another executor owns it now
+    BUSY = "busy"  # a claim found a live executor holding the execution
     MISSING = "missing"
     DUPLICATE = "duplicate"  # a decision received before
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An executor taking an execution with its first boundary: who, and until when."""
+
+    worker: int
+    lock_class: int
+    lease_until: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +69,20 @@ def payload(
     now: datetime,
     revision: int | None,
     owner: int | None = None,
+    claim: Claim | None = None,
 ) -> str:
-    """The JSON `interlock_apply` takes; `revision` (and `owner`) are what it must still be."""
+    """The JSON `interlock_apply` takes; `revision` (and `owner`) are what it must still be.
+
+    With `claim`, the decision is an executor's first boundary, made as if it owned the
+    execution: it is applied only if it can take the execution now.
+    """
+    records, audit, execution = _net(decision.ops, workflow)
     p: dict[str, Any] = {
         "execution_id": decision.state.id,
         "now": now,
-        "ops": [_op(op, workflow) for op in decision.ops],
+        "records": records,
+        "audit": audit,
+        "execution": execution,
         "approvals": [_approval(a) for a in decision.approvals],
         "timers": [_timer(t) for t in decision.timers],
         "decisions": [_decision(r) for r in decision.decisions],
@@ -76,6 +93,12 @@ def payload(
         p["revision"] = revision
     if owner is not None:
         p["owner"] = owner
+    if claim is not None:
+        p["claim"] = {
+            "worker": claim.worker,
+            "lock_class": claim.lock_class,
+            "lease_until": claim.lease_until,
+        }
     return orjson.dumps(p, default=_scalar).decode()
 
 
@@ -120,34 +143,59 @@ def outbox_json(m: OutgoingMessage) -> dict[str, Any]:
     }
 
 
-def _op(op: Op, workflow: CompiledWorkflow) -> dict[str, Any]:
-    if isinstance(op, StepWrite):
-        new = op.new
-        return {
-            "kind": "step",
-            "step_id": op.step_id,
-            "item": op.item,
-            "position": workflow.steps_by_id[op.step_id].index,
-            "old": op.old,
-            "status": new.status,
-            "attempt": new.attempt,
-            "output": new.output,
-            "error": new.error,
-            "started_at": new.started_at,
-            "finished_at": new.finished_at,
-            "waiting_for": new.waiting_for,
-            "items": list(new.items) if new.items is not None else None,
-            "cause": op.cause,
-        }
-    if isinstance(op, ItemsReset):
-        return {"kind": "items_reset", "step_id": op.step_id, "cause": op.cause}
-    assert isinstance(op, ExecutionWrite)
+def _net(
+    ops: Sequence[Op], workflow: CompiledWorkflow
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any] | None]:
+    """Each changed record once, as it ends up; every transition, in order, for the audit
+    trail and the database's check; the execution's changes merged.
+
+    A step started and completed in one boundary is one row write instead of two, while the
+    audit trail (and the transition check) still sees both transitions.
+    """
+    records: dict[tuple[str, str, int | None], dict[str, Any]] = {}
+    audit: list[dict[str, Any]] = []
+    execution: dict[str, Any] | None = None
+    for op in ops:
+        if isinstance(op, StepWrite):
+            entry: dict[str, Any] = {
+                "step_id": op.step_id,
+                "from": op.old,
+                "to": op.new.status,
+                "cause": op.cause,
+            }
+            if op.item is not None:
+                entry["item"] = op.item
+            audit.append(entry)
+            key = ("step", op.step_id, op.item)
+            old = records[key]["old"] if key in records else op.old
+            records[key] = _record(op, workflow) | {"old": old}
+        elif isinstance(op, ItemsReset):
+            audit.append({"step_id": op.step_id, "from": None, "to": "pending", "cause": op.cause})
+            records[("reset", op.step_id, len(records))] = {
+                "kind": "items_reset",
+                "step_id": op.step_id,
+            }
+        else:
+            audit.append({"from": op.old, "to": op.new, "cause": op.cause})
+            execution = (execution or {"old": op.old}) | dict(op.changes) | {"status": op.new}
+    return list(records.values()), audit, execution
+
+
+def _record(op: StepWrite, workflow: CompiledWorkflow) -> dict[str, Any]:
+    new = op.new
     return {
-        "kind": "execution",
-        "old": op.old,
-        "status": op.new,
-        "cause": op.cause,
-        "changes": dict(op.changes),
+        "kind": "step",
+        "step_id": op.step_id,
+        "item": op.item,
+        "position": workflow.steps_by_id[op.step_id].index,
+        "status": new.status,
+        "attempt": new.attempt,
+        "output": new.output,
+        "error": new.error,
+        "started_at": new.started_at,
+        "finished_at": new.finished_at,
+        "waiting_for": new.waiting_for,
+        "items": list(new.items) if new.items is not None else None,
     }
 
 

@@ -166,7 +166,10 @@ class Executions:
         self, *, older_than: datetime, now: datetime, lock_class: int, limit: int = 500
     ) -> list[ExecutionRecord]:
         """What the reconciler hands back or counts as stuck (see resumer.reconcile)."""
-        ids = await stuck_ids(self._session, older_than=older_than, now=now, lock_class=lock_class)
+        conn = await self._session.connection()
+        ids = await stuck_ids(
+            conn, older_than=older_than, now=now, lock_class=lock_class, limit=limit
+        )
         if not ids:
             return []
         records = await self._session.execute(

@@ -11,12 +11,11 @@ import asyncpg
 import orjson
 
 from interlock.engine.state import ApprovalState, ExecutionState, StepState
-from interlock.store.ownership import OWNER_ALIVE_SQL
 from schemas.status import ApprovalStatus, ExecutionStatus, PauseReason, StepStatus
 
 _COLUMNS = """
     e.id, e.workflow, e.version_id, e.version, e.status::text AS status, e.event::text AS event,
-    e.event_source, e.event_id, e.revision, e.owner, e.error, e.started_at,
+    e.event_source, e.event_id, e.revision, e.owner, e.lease_expires_at, e.error, e.started_at,
     e.paused_reason::text AS paused_reason,
     (SELECT coalesce(jsonb_agg(to_jsonb(s) - 'execution_id'), '[]'::jsonb)
      FROM step_run s WHERE s.execution_id = e.id)::text AS step_rows,
@@ -28,21 +27,6 @@ _LOAD = f"SELECT {_COLUMNS} FROM execution e WHERE e.id = ANY($1::uuid[])"
 # the row lock order of every batch: two of them never wait on each other in a cycle
 _LOAD_LOCKED = _LOAD + " ORDER BY e.id FOR UPDATE OF e"
 
-_CLAIM = f"""
-WITH claimed AS (
-    UPDATE execution SET owner = $2, lease_expires_at = $5
-    -- status as text: the status index must not be used here; during a burst thousands of
-    -- executions are pending, and a bitmap AND over them cost more than the claims themselves
-    WHERE id = ANY($1::uuid[]) AND status::text IN ('pending', 'running')
-      AND (owner IS NULL OR owner = $2 OR lease_expires_at IS NULL OR lease_expires_at < $4
-           OR NOT {OWNER_ALIVE_SQL.format(owner="execution.owner").replace(":lock_class", "$3")})
-    RETURNING *
-)
-SELECT {_COLUMNS} FROM claimed e
-"""
-
-_STATUS = "SELECT id, status::text, owner FROM execution WHERE id = ANY($1::uuid[])"
-
 
 async def load_states(
     conn: asyncpg.Connection, ids: Sequence[UUID], *, lock: bool = False
@@ -50,30 +34,6 @@ async def load_states(
     """The executions that exist among `ids`; with `lock`, row-locked in id order."""
     rows = await conn.fetch(_LOAD_LOCKED if lock else _LOAD, list(set(ids)))
     return {row["id"]: state_of(row) for row in rows}
-
-
-async def claim_states(
-    conn: asyncpg.Connection,
-    ids: Sequence[UUID],
-    *,
-    worker: int,
-    lock_class: int,
-    now: datetime,
-    lease_until: datetime,
-) -> tuple[dict[UUID, ExecutionState], dict[UUID, tuple[ExecutionStatus, int | None]]]:
-    """Become the owner of each pending or running execution nobody live owns, and read it.
-
-    Returns the claimed states, and (status, owner) of the ones that exist but were not claimed.
-    """
-    unique = sorted(set(ids))
-    rows = await conn.fetch(_CLAIM, unique, worker, lock_class, now, lease_until)
-    claimed = {row["id"]: state_of(row) for row in rows}
-    others: dict[UUID, tuple[ExecutionStatus, int | None]] = {}
-    rest = [i for i in unique if i not in claimed]
-    if rest:
-        for row in await conn.fetch(_STATUS, rest):
-            others[row["id"]] = (ExecutionStatus(row["status"]), row["owner"])
-    return claimed, others
 
 
 def state_of(row: asyncpg.Record) -> ExecutionState:
@@ -93,6 +53,7 @@ def state_of(row: asyncpg.Record) -> ExecutionState:
         event_id=row["event_id"],
         revision=row["revision"],
         owner=row["owner"],
+        lease_expires_at=row["lease_expires_at"],
         error=row["error"],
         started_at=row["started_at"],
         paused_reason=PauseReason(paused) if paused else None,

@@ -189,6 +189,7 @@ class StatusTransition(Base):
     machine: Mapped[str] = mapped_column(Text, primary_key=True)
     from_status: Mapped[str] = mapped_column(Text, primary_key=True)  # '' for a new record
     to_status: Mapped[str] = mapped_column(Text, primary_key=True)
+    direct: Mapped[bool]  # a transition of the tables, or only reachable through several
 
 
 class Transition(Base):

@@ -16,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 from interlock.store import sql
-from schemas.status import transition_rows
+from schemas.status import reachable_rows, transition_rows
 
 revision: str = "c4e8a1f6b2d9"
 down_revision: str | None = "b7d2f5e9a013"
@@ -76,18 +76,25 @@ def upgrade() -> None:
         sa.Column("machine", sa.Text(), nullable=False),
         sa.Column("from_status", sa.Text(), nullable=False),
         sa.Column("to_status", sa.Text(), nullable=False),
+        # true: a transition of the tables; false: only reachable through several of them
+        sa.Column("direct", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint(
             "machine", "from_status", "to_status", name=op.f("pk_status_transition")
         ),
     )
+    direct = set(transition_rows())
     op.bulk_insert(
         sa.table(
             "status_transition",
             sa.column("machine"),
             sa.column("from_status"),
             sa.column("to_status"),
+            sa.column("direct"),
         ),
-        [{"machine": m, "from_status": f or "", "to_status": t} for m, f, t in transition_rows()],
+        [
+            {"machine": m, "from_status": f or "", "to_status": t, "direct": (m, f, t) in direct}
+            for m, f, t in sorted(direct | set(reachable_rows()), key=str)
+        ],
     )
     for name in _OLD_FUNCTIONS:
         op.execute(f"DROP FUNCTION IF EXISTS {name}(jsonb)")

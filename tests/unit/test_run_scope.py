@@ -6,6 +6,7 @@ import gc
 import weakref
 from dataclasses import replace
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import cast
 from uuid import uuid4
 
@@ -62,7 +63,8 @@ def test_a_run_is_freed_once_its_handler_is_done_with_it() -> None:
     # CEL keeps its variable resolver alive from native code: a resolver that refers back to
     # the run would keep every execution's state in memory for good
     state = _with_step(_state(), {"ok": True})
-    run = ExecutionRun(cast(RunDeps, None), state, cast(CompiledWorkflow, None))
+    deps = cast(RunDeps, SimpleNamespace(worker=1))
+    run = ExecutionRun(deps, state, cast(CompiledWorkflow, None))
     assert Expression.compile("steps.check.output.ok").evaluate(run._scope.at(state)) is True
     gone = weakref.ref(run)
     del run

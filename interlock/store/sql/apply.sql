@@ -6,10 +6,15 @@
 --
 -- The decision was made from the execution at `revision`: under the execution's row lock the
 -- revision must still be that one ('stale' otherwise: the caller reads again and decides
--- again), and an executor's boundary must still be its own ('not_owner'). A record that is not
--- in the state the decision expected raises IL001; a change the transition tables forbid
--- raises IL002 (see transitions.sql). Returns 'ok <new revision>', 'stale', 'not_owner',
--- 'missing' or 'duplicate' (a decision received before: only its announcement is written).
+-- again), and an executor's boundary must still be its own ('not_owner'). An executor's first
+-- boundary claims the execution (`claim`: its worker, lock class and lease) in the same
+-- transaction, if no live executor holds it ('busy'). Every transition the
+-- decision made (`audit`, in the order it made them) must be one of the transition tables
+-- (status_transition, direct rows), or nothing is written (IL002). `records` hold each changed
+-- record once, as it ends up: a step started and completed in one boundary is one row write,
+-- from the status it had before (IL001 if it is not in that status any more). Returns
+-- 'ok <new revision>', 'stale', 'not_owner', 'busy', 'missing' or 'duplicate' (a decision
+-- received before: only its announcement is written).
 CREATE OR REPLACE FUNCTION interlock_apply(p jsonb) RETURNS text
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -18,20 +23,18 @@ DECLARE
     cur_status text;
     cur_revision bigint;
     cur_owner bigint;
-    op jsonb;
+    cur_lease timestamptz;
+    claim jsonb := p->'claim';
+    r jsonb;
     x jsonb;
     n int;
-    e_set jsonb := '{}'::jsonb;
+    e jsonb := p->'execution';
     touched boolean := false;
     timers_added boolean := false;
-    t_step text[] := '{}';
-    t_item int[] := '{}';
-    t_from text[] := '{}';
-    t_to text[] := '{}';
-    t_cause text[] := '{}';
 BEGIN
     IF eid IS NOT NULL THEN
-        SELECT status::text, revision, owner INTO cur_status, cur_revision, cur_owner
+        SELECT status::text, revision, owner, lease_expires_at
+        INTO cur_status, cur_revision, cur_owner, cur_lease
         FROM execution WHERE id = eid FOR UPDATE;
         IF NOT FOUND THEN
             RETURN 'missing';
@@ -41,6 +44,17 @@ BEGIN
         END IF;
         IF p ? 'owner' AND cur_owner IS DISTINCT FROM (p->>'owner')::bigint THEN
             RETURN 'not_owner';
+        END IF;
+        -- a claim takes an execution nobody holds, or whose holder's lease ran out or whose
+        -- process is gone (PostgreSQL released its worker lock)
+        IF claim IS NOT NULL AND cur_owner IS NOT NULL
+           AND cur_owner <> (claim->>'worker')::bigint
+           AND cur_lease >= at_
+           AND EXISTS (SELECT 1 FROM pg_locks
+                       WHERE locktype = 'advisory' AND granted
+                         AND classid::bigint = (claim->>'lock_class')::bigint
+                         AND objid::bigint = cur_owner AND objsubid = 2) THEN
+            RETURN 'busy';
         END IF;
     END IF;
 
@@ -57,81 +71,69 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- records and status changes in the order they were decided (the audit trail's order)
-    FOR op IN SELECT value FROM jsonb_array_elements(coalesce(p->'ops', '[]'::jsonb)) LOOP
+    -- every transition the decision made, each one of the tables
+    SELECT a INTO x FROM jsonb_array_elements(coalesce(p->'audit', '[]'::jsonb)) AS a
+    WHERE a->>'from' IS DISTINCT FROM a->>'to' AND NOT EXISTS (
+        SELECT 1 FROM status_transition t
+        WHERE t.machine = CASE WHEN a ? 'step_id' THEN 'step' ELSE 'execution' END
+          AND t.from_status = coalesce(a->>'from', '') AND t.to_status = a->>'to' AND t.direct)
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '% cannot go from % to %',
+            CASE WHEN x ? 'step_id' THEN 'step ' || (x->>'step_id') ELSE 'execution' END,
+            coalesce(x->>'from', 'nothing'), x->>'to' USING ERRCODE = 'IL002';
+    END IF;
+
+    -- each changed record once, as it ends up: inserted if new, else updated from the status
+    -- the decision found it in
+    FOR r IN SELECT value FROM jsonb_array_elements(coalesce(p->'records', '[]'::jsonb)) LOOP
         touched := true;
-        -- a record the decision expected to be new is inserted, any other updated from the
-        -- status it expected (so the transition check sees the change it makes)
-        IF op->>'kind' = 'step' AND jsonb_typeof(op->'item') = 'number' THEN
-            IF op->>'old' IS NULL THEN
-                INSERT INTO step_item (execution_id, step_id, item, status, attempt, output,
-                                       error, started_at, finished_at, waiting_for, updated_at)
-                VALUES (eid, op->>'step_id', (op->>'item')::int, (op->>'status')::step_status,
-                        (op->>'attempt')::int, nullif(op->'output', 'null'::jsonb),
-                        op->>'error', (op->>'started_at')::timestamptz,
-                        (op->>'finished_at')::timestamptz,
-                        nullif(op->'waiting_for', 'null'::jsonb), at_)
-                ON CONFLICT DO NOTHING;
-            ELSE
-                UPDATE step_item SET
-                    status = (op->>'status')::step_status, attempt = (op->>'attempt')::int,
-                    output = nullif(op->'output', 'null'::jsonb), error = op->>'error',
-                    started_at = (op->>'started_at')::timestamptz,
-                    finished_at = (op->>'finished_at')::timestamptz,
-                    waiting_for = nullif(op->'waiting_for', 'null'::jsonb), updated_at = at_
-                WHERE execution_id = eid AND step_id = op->>'step_id'
-                  AND item = (op->>'item')::int AND status::text = op->>'old';
-            END IF;
-        ELSIF op->>'kind' = 'step' THEN
-            IF op->>'old' IS NULL THEN
-                INSERT INTO step_run (execution_id, step_id, position, status, attempt, output,
-                                      error, started_at, finished_at, waiting_for, items,
-                                      updated_at)
-                VALUES (eid, op->>'step_id', (op->>'position')::int, (op->>'status')::step_status,
-                        (op->>'attempt')::int, nullif(op->'output', 'null'::jsonb),
-                        op->>'error', (op->>'started_at')::timestamptz,
-                        (op->>'finished_at')::timestamptz,
-                        nullif(op->'waiting_for', 'null'::jsonb),
-                        nullif(op->'items', 'null'::jsonb), at_)
-                ON CONFLICT DO NOTHING;
-            ELSE
-                UPDATE step_run SET
-                    status = (op->>'status')::step_status, attempt = (op->>'attempt')::int,
-                    output = nullif(op->'output', 'null'::jsonb), error = op->>'error',
-                    started_at = (op->>'started_at')::timestamptz,
-                    finished_at = (op->>'finished_at')::timestamptz,
-                    waiting_for = nullif(op->'waiting_for', 'null'::jsonb),
-                    items = nullif(op->'items', 'null'::jsonb), updated_at = at_
-                WHERE execution_id = eid AND step_id = op->>'step_id'
-                  AND status::text = op->>'old';
-            END IF;
-        ELSIF op->>'kind' = 'items_reset' THEN
-            DELETE FROM step_item WHERE execution_id = eid AND step_id = op->>'step_id';
+        IF r->>'kind' = 'items_reset' THEN
+            DELETE FROM step_item WHERE execution_id = eid AND step_id = r->>'step_id';
+            CONTINUE;
+        ELSIF jsonb_typeof(r->'item') = 'number' AND r->>'old' IS NULL THEN
+            INSERT INTO step_item (execution_id, step_id, item, status, attempt, output, error,
+                                   started_at, finished_at, waiting_for, updated_at)
+            VALUES (eid, r->>'step_id', (r->>'item')::int, (r->>'status')::step_status,
+                    (r->>'attempt')::int, nullif(r->'output', 'null'::jsonb), r->>'error',
+                    (r->>'started_at')::timestamptz, (r->>'finished_at')::timestamptz,
+                    nullif(r->'waiting_for', 'null'::jsonb), at_)
+            ON CONFLICT DO NOTHING;
+        ELSIF jsonb_typeof(r->'item') = 'number' THEN
+            UPDATE step_item SET
+                status = (r->>'status')::step_status, attempt = (r->>'attempt')::int,
+                output = nullif(r->'output', 'null'::jsonb), error = r->>'error',
+                started_at = (r->>'started_at')::timestamptz,
+                finished_at = (r->>'finished_at')::timestamptz,
+                waiting_for = nullif(r->'waiting_for', 'null'::jsonb), updated_at = at_
+            WHERE execution_id = eid AND step_id = r->>'step_id'
+              AND item = (r->>'item')::int AND status::text = r->>'old';
+        ELSIF r->>'old' IS NULL THEN
+            INSERT INTO step_run (execution_id, step_id, position, status, attempt, output,
+                                  error, started_at, finished_at, waiting_for, items,
+                                  updated_at)
+            VALUES (eid, r->>'step_id', (r->>'position')::int, (r->>'status')::step_status,
+                    (r->>'attempt')::int, nullif(r->'output', 'null'::jsonb), r->>'error',
+                    (r->>'started_at')::timestamptz, (r->>'finished_at')::timestamptz,
+                    nullif(r->'waiting_for', 'null'::jsonb), nullif(r->'items', 'null'::jsonb),
+                    at_)
+            ON CONFLICT DO NOTHING;
         ELSE
-            IF cur_status <> op->>'old' THEN
-                RAISE EXCEPTION 'execution % was %, not %', eid, cur_status, op->>'old'
-                    USING ERRCODE = 'IL001';
-            END IF;
-            -- each status change on its own, so the transition check sees every one of them;
-            -- the other columns are written once, after the loop, with every change merged
-            IF op->>'status' <> cur_status THEN
-                UPDATE execution SET status = (op->>'status')::execution_status WHERE id = eid;
-            END IF;
-            e_set := e_set || coalesce(op->'changes', '{}'::jsonb);
-            cur_status := op->>'status';
+            UPDATE step_run SET
+                status = (r->>'status')::step_status, attempt = (r->>'attempt')::int,
+                output = nullif(r->'output', 'null'::jsonb), error = r->>'error',
+                started_at = (r->>'started_at')::timestamptz,
+                finished_at = (r->>'finished_at')::timestamptz,
+                waiting_for = nullif(r->'waiting_for', 'null'::jsonb),
+                items = nullif(r->'items', 'null'::jsonb), updated_at = at_
+            WHERE execution_id = eid AND step_id = r->>'step_id'
+              AND status::text = r->>'old';
         END IF;
-        IF op->>'kind' = 'step' THEN
-            GET DIAGNOSTICS n = ROW_COUNT;
-            IF n = 0 THEN
-                RAISE EXCEPTION 'step % of execution % was not %', op->>'step_id', eid,
-                    coalesce(op->>'old', 'new') USING ERRCODE = 'IL001';
-            END IF;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n = 0 THEN
+            RAISE EXCEPTION 'step % of execution % was not %', r->>'step_id', eid,
+                coalesce(r->>'old', 'new') USING ERRCODE = 'IL001';
         END IF;
-        t_step := t_step || CASE WHEN op->>'kind' = 'execution' THEN NULL ELSE op->>'step_id' END;
-        t_item := t_item || (op->>'item')::int;
-        t_from := t_from || CASE WHEN op->>'kind' = 'items_reset' THEN NULL ELSE op->>'old' END;
-        t_to := t_to || CASE WHEN op->>'kind' = 'items_reset' THEN 'pending' ELSE op->>'status' END;
-        t_cause := t_cause || (op->>'cause');
     END LOOP;
 
     FOR x IN SELECT value FROM jsonb_array_elements(coalesce(p->'approvals', '[]'::jsonb)) LOOP
@@ -169,28 +171,42 @@ BEGIN
         PERFORM pg_notify('interlock_timers', '');
     END IF;
 
-    IF touched THEN
+    IF e ? 'old' AND cur_status <> e->>'old' THEN
+        RAISE EXCEPTION 'execution % was %, not %', eid, cur_status, e->>'old'
+            USING ERRCODE = 'IL001';
+    END IF;
+    IF claim IS NOT NULL THEN
+        -- owned from now on, unless the decision itself let go (it paused or finished)
+        e := jsonb_build_object('owner', claim->'worker') || coalesce(e, '{}'::jsonb);
+    END IF;
+    IF touched OR e IS NOT NULL THEN
+        -- the row is written once, with its final status and every change merged
         UPDATE execution SET
-            started_at = CASE WHEN e_set ? 'started_at'
-                THEN (e_set->>'started_at')::timestamptz ELSE started_at END,
-            finished_at = CASE WHEN e_set ? 'finished_at'
-                THEN (e_set->>'finished_at')::timestamptz ELSE finished_at END,
-            error = CASE WHEN e_set ? 'error' THEN e_set->>'error' ELSE error END,
-            paused_reason = CASE WHEN e_set ? 'paused_reason'
-                THEN (e_set->>'paused_reason')::pause_reason ELSE paused_reason END,
-            paused_at = CASE WHEN e_set ? 'paused_at'
-                THEN (e_set->>'paused_at')::timestamptz ELSE paused_at END,
-            owner = CASE WHEN e_set ? 'owner' THEN (e_set->>'owner')::bigint ELSE owner END,
+            status = coalesce((e->>'status')::execution_status, status),
+            started_at = CASE WHEN e ? 'started_at'
+                THEN (e->>'started_at')::timestamptz ELSE started_at END,
+            finished_at = CASE WHEN e ? 'finished_at'
+                THEN (e->>'finished_at')::timestamptz ELSE finished_at END,
+            error = CASE WHEN e ? 'error' THEN e->>'error' ELSE error END,
+            paused_reason = CASE WHEN e ? 'paused_reason'
+                THEN (e->>'paused_reason')::pause_reason ELSE paused_reason END,
+            paused_at = CASE WHEN e ? 'paused_at'
+                THEN (e->>'paused_at')::timestamptz ELSE paused_at END,
+            owner = CASE WHEN e ? 'owner' THEN (e->>'owner')::bigint ELSE owner END,
             -- a released execution holds no lease
-            lease_expires_at = CASE WHEN e_set ? 'owner' AND e_set->>'owner' IS NULL
-                THEN NULL ELSE lease_expires_at END,
+            lease_expires_at = CASE
+                WHEN claim IS NOT NULL AND e->>'owner' = claim->>'worker'
+                    THEN (claim->>'lease_until')::timestamptz
+                WHEN e ? 'owner' AND e->>'owner' IS NULL THEN NULL
+                ELSE lease_expires_at END,
             revision = revision + 1,
             updated_at = at_
         WHERE id = eid
         RETURNING revision, owner INTO cur_revision, cur_owner;
+        -- the audit trail, in the order the changes were decided
         INSERT INTO transition (execution_id, step_id, item, from_status, to_status, cause, at)
-        SELECT eid, s, i, f, t, c, at_
-        FROM unnest(t_step, t_item, t_from, t_to, t_cause) AS u(s, i, f, t, c);
+        SELECT eid, a->>'step_id', (a->>'item')::int, a->>'from', a->>'to', a->>'cause', at_
+        FROM jsonb_array_elements(coalesce(p->'audit', '[]'::jsonb)) AS a;
     END IF;
 
     PERFORM interlock_outbox_add(p->'outbox', at_);

@@ -1,6 +1,9 @@
--- Every status change of an execution, a step, a for_each item or an approval must be one the
--- transition tables allow (schemas/status.py, copied into status_transition by migrations).
--- TG_ARGV[0] names the machine; a new record changes from '' (nothing).
+-- No row of an execution, a step, a for_each item or an approval may change its status in a
+-- way no sequence of allowed transitions could (schemas/status.py, copied into
+-- status_transition by migrations: the tables' rows and their closure), whoever writes it. The
+-- write path checks each single transition itself; one row update may make several of them
+-- (a step started and completed in one boundary). TG_ARGV[0] names the machine; a new record
+-- changes from '' (nothing).
 CREATE OR REPLACE FUNCTION interlock_check_transition() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 DECLARE
