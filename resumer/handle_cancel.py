@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
-from pydantic import ValidationError
 
-from interlock.bus.codec import decode_cloudevent
+from interlock.bus.codec import decode_cloudevent, event_data
 from interlock.bus.topology import CANCEL_TYPE
 from interlock.engine.inputs import Cancel, Input
 from interlock.engine.state import ExecutionState
@@ -21,14 +20,7 @@ def parse_cancel(body: bytes, max_bytes: int) -> CancelData:
     event = decode_cloudevent(body, max_bytes=max_bytes)
     if event.type != CANCEL_TYPE:
         raise InvalidInput(DeadLetterReason.INVALID_MESSAGE, f"expected type {CANCEL_TYPE}")
-    try:
-        return CancelData.model_validate(event.data)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "data"
-        raise InvalidInput(
-            DeadLetterReason.INVALID_MESSAGE, f"cancel data.{loc}: {first['msg']}"
-        ) from None
+    return event_data(event, CancelData, "cancel")
 
 
 class CancelHandler:

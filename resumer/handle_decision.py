@@ -7,11 +7,10 @@ from dataclasses import dataclass
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.batching import Batcher
-from interlock.bus.codec import decode_cloudevent
+from interlock.bus.codec import decode_cloudevent, event_data
 from interlock.bus.topology import DECISION_TYPE
 from interlock.clock import Clock
 from interlock.engine.decide import decide_orphan
@@ -48,14 +47,7 @@ def parse_decision(event: CloudEvent) -> DecisionData:
         raise InvalidInput(
             DeadLetterReason.INVALID_MESSAGE, f"expected type {DECISION_TYPE}, got {event.type}"
         )
-    try:
-        return DecisionData.model_validate(event.data)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "data"
-        raise InvalidInput(
-            DeadLetterReason.INVALID_MESSAGE, f"decision data.{loc}: {first['msg']}"
-        ) from None
+    return event_data(event, DecisionData, "decision")
 
 
 class DecisionHandler:

@@ -70,6 +70,18 @@ def decode_cloudevent(body: bytes, *, max_bytes: int) -> CloudEvent:
         raise InvalidInput(DeadLetterReason.NOT_A_CLOUDEVENT, _first_error(exc)) from None
 
 
+def event_data(event: CloudEvent, model: type[M], what: str) -> M:
+    """A command's or decision's `data`, or InvalidInput naming the first bad field."""
+    try:
+        return model.model_validate(event.data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "data"
+        raise InvalidInput(
+            DeadLetterReason.INVALID_MESSAGE, f"{what} data.{loc}: {first['msg']}"
+        ) from None
+
+
 def decode_model(body: bytes, model: type[M], *, max_bytes: int) -> M:
     payload = parse_json(body, max_bytes=max_bytes)
     try:

@@ -8,8 +8,9 @@ from typing import Any, Final
 import orjson
 
 from interlock.engine.draft import Draft
+from interlock.engine.start import begin_attempt
 from interlock.engine.view import pending_items, running_items
-from interlock.engine.writes import Launch, TimerDelete
+from interlock.engine.writes import TimerDelete
 from schemas.compiled import CompiledStep
 from schemas.lifecycle import LifecycleType
 from schemas.status import StepStatus
@@ -26,25 +27,7 @@ def launch_items(d: Draft, step: CompiledStep) -> None:
         return
     room = step.max_concurrency - running_items(d.state, step.id)
     for index in list(islice(pending_items(d.state, step), max(room, 0))):
-        record = d.state.item(step.id, index)
-        attempt = record.attempt + 1
-        running = record.but(
-            status=_S.RUNNING,
-            attempt=attempt,
-            error=None,
-            waiting_for=None,
-            started_at=record.started_at or d.now,
-        )
-        d.step(step.id, running, f"attempt {attempt}", item=index)
-        d.decision.launch.append(Launch(step.id, index, attempt, parent.items[index]))
-        d.announce(
-            LifecycleType.STEP_STARTED,
-            status=_S.RUNNING,
-            step_id=step.id,
-            item=index,
-            attempt=attempt,
-            optional=True,
-        )
+        begin_attempt(d, step.id, index, parent.items[index])
 
 
 def finish_for_each(d: Draft, step: CompiledStep) -> None:

@@ -59,7 +59,12 @@ def fail_unstarted(d: Draft, step: CompiledStep, error: str) -> None:
 
 
 def _attempt(d: Draft, step: CompiledStep) -> None:
-    record = d.state.step(step.id)
+    begin_attempt(d, step.id, None)
+
+
+def begin_attempt(d: Draft, step_id: str, item: int | None, value: Any = None) -> None:
+    """The next attempt of a step (or of one for_each item): recorded running, and launched."""
+    record = d.state.step(step_id) if item is None else d.state.item(step_id, item)
     attempt = record.attempt + 1
     running = record.but(
         status=_S.RUNNING,
@@ -68,12 +73,13 @@ def _attempt(d: Draft, step: CompiledStep) -> None:
         waiting_for=None,
         started_at=record.started_at or d.now,
     )
-    d.step(step.id, running, f"attempt {attempt}")
-    d.decision.launch.append(Launch(step.id, None, attempt))
+    d.step(step_id, running, f"attempt {attempt}", item=item)
+    d.decision.launch.append(Launch(step_id, item, attempt, value))
     d.announce(
         LifecycleType.STEP_STARTED,
         status=_S.RUNNING,
-        step_id=step.id,
+        step_id=step_id,
+        item=item,
         attempt=attempt,
         optional=True,
     )
