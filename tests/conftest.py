@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 
 import pytest
@@ -13,7 +13,16 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from interlock.settings import AmqpSettings, DatabaseSettings, Settings, TelemetrySettings
 from interlock.store.migrate import upgrade_async
-from tests.support.infra import postgres_server, rabbitmq_server, unique
+from tests.support.infra import (
+    ServerUnreachable,
+    dated,
+    is_abandoned,
+    postgres_server,
+    probe_postgres,
+    probe_rabbitmq,
+    rabbitmq_server,
+    unique,
+)
 
 pytest_plugins = ["tests.support.process_fixtures"]
 
@@ -27,13 +36,23 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default")
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     with postgres_server() as url:
+        _answering(probe_postgres, url)
         yield url
 
 
 @pytest.fixture(scope="session")
 def amqp_url() -> Iterator[str]:
     with rabbitmq_server() as url:
+        _answering(probe_rabbitmq, url)
         yield url
+
+
+def _answering(probe: Callable[[str], None], url: str) -> None:
+    """Stop the whole run when a server is down: one clear line, not every test timing out."""
+    try:
+        probe(url)
+    except ServerUnreachable as exc:
+        pytest.exit(str(exc), returncode=3)
 
 
 async def _admin(server_url: str, sql: str) -> None:
@@ -47,10 +66,34 @@ async def _admin(server_url: str, sql: str) -> None:
         await engine.dispose()
 
 
+# a test run lasts minutes; databases of runs older than this were left by a killed run
+ABANDONED_AFTER = timedelta(hours=6)
+
+
+async def _drop_abandoned_databases(server_url: str) -> None:
+    """Drop what killed runs left behind: their databases, and with them their connections."""
+    engine = create_async_engine(
+        make_url(server_url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        async with engine.connect() as conn:
+            names = (
+                await conn.execute(
+                    text("SELECT datname FROM pg_database WHERE datname LIKE 'interlock\\_t%'")
+                )
+            ).scalars()
+            for name in names:
+                if is_abandoned(name, ABANDONED_AFTER):
+                    await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture(scope="session")
 async def template_database(postgres_url: str) -> AsyncIterator[str]:
     """This run's migrated database; each test gets a copy (CREATE DATABASE ... TEMPLATE)."""
-    name = unique("interlock_tpl_")
+    await _drop_abandoned_databases(postgres_url)
+    name = dated("interlock_tpl_")
     url = str(make_url(postgres_url).set(database=name))
     await upgrade_async(url)
     yield name
@@ -59,7 +102,7 @@ async def template_database(postgres_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def database_url(postgres_url: str, template_database: str) -> AsyncIterator[str]:
-    name = unique("interlock_t_")
+    name = dated("interlock_t_")
     await _admin(postgres_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
     yield str(make_url(postgres_url).set(database=name).render_as_string(hide_password=False))
     await _admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

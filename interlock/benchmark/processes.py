@@ -26,6 +26,19 @@ class ServiceFailed(Exception):
     """A service did not become ready, or died while the benchmark ran."""
 
 
+def die_with_parent() -> None:
+    """Run in the child before exec: the kernel kills it when its parent dies.
+
+    A benchmark or test run that is itself killed (kill -9, a CI time limit) must not leave
+    services behind holding database connections and ports for the next run.
+    """
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def interlock_executable() -> str:
     found = shutil.which("interlock", path=os.path.dirname(sys.executable)) or shutil.which(
         "interlock"
@@ -170,6 +183,7 @@ class Cluster:
             popen = subprocess.Popen(
                 [executable, "run", which],
                 env=env,
+                preexec_fn=die_with_parent,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

@@ -128,7 +128,7 @@ class Driver:
 
     async def open(self) -> None:
         self.connection = await aio_pika.connect_robust(
-            self.url, client_properties={"connection_name": "chaos-driver"}
+            self.url, client_properties={"connection_name": "chaos-driver"}, timeout=30
         )
 
     async def publish(self, exchange: ExchangeName, routing_key: str, body: bytes) -> None:

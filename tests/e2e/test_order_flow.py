@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from interlock.benchmark.processes import free_port
+from interlock.benchmark.processes import die_with_parent, free_port
 from tests.e2e.executions import show, steps_by_id, wait_for_execution
 from tests.e2e.test_refund_flow import EXAMPLE_ACTIONS, EXAMPLES
 from tests.support.eventually import eventually
@@ -28,6 +28,7 @@ def stand_in(tmp_path: Path) -> Iterator[int]:
     log = (tmp_path / "stand-in.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, str(EXAMPLES / "stand_in.py"), "--port", str(port)],
+        preexec_fn=die_with_parent,
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -68,7 +68,9 @@ class Harness:
             await service.start(self.runtime)
             self.services.append(service)
         self.client = await aio_pika.connect_robust(
-            self.settings.amqp.url, client_properties={"connection_name": "test-client"}
+            self.settings.amqp.url,
+            client_properties={"connection_name": "test-client"},
+            timeout=30,
         )
         self.channel = await self.client.channel(publisher_confirms=True)
         # an outside observer of lifecycle events, as a monitoring service would bind one

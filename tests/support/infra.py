@@ -2,14 +2,69 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import timedelta
 
 from sqlalchemy import make_url
+
+# how long a server may take to answer the suite's first question before the run stops
+PROBE_TIMEOUT = 20.0
+
+
+class ServerUnreachable(RuntimeError):
+    """A server the suite needs does not answer: stop the run instead of timing out every test."""
+
+
+def _probe(what: str, url: str, check: Callable[[], Awaitable[None]]) -> None:
+    async def bounded() -> None:
+        await asyncio.wait_for(check(), PROBE_TIMEOUT)
+
+    try:
+        # a thread of its own: the caller may be a sync fixture beside pytest-asyncio's loop
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, bounded()).result()
+    except Exception as exc:  # any failure means the same thing here
+        safe = make_url(url).render_as_string(hide_password=True) if "://" in url else url
+        raise ServerUnreachable(
+            f"{what} at {safe} is not answering (waited up to {PROBE_TIMEOUT:.0f}s): "
+            f"{type(exc).__name__}: {exc} (is it running? `bash .ci/services` starts it)"
+        ) from exc
+
+
+def probe_postgres(url: str) -> None:
+    async def check() -> None:
+        import asyncpg
+
+        plain = make_url(url).set(drivername="postgresql", database="postgres")
+        conn = await asyncpg.connect(plain.render_as_string(hide_password=False))
+        try:
+            await conn.fetchval("SELECT 1")
+        finally:
+            await conn.close()
+
+    _probe("PostgreSQL", url, check)
+
+
+def probe_rabbitmq(url: str) -> None:
+    async def check() -> None:
+        import aio_pika
+
+        connection = await aio_pika.connect(url, timeout=PROBE_TIMEOUT)
+        try:
+            channel = await connection.channel()
+            await channel.close()
+        finally:
+            await connection.close()
+
+    _probe("RabbitMQ", url, check)
 
 
 @contextmanager
@@ -50,3 +105,16 @@ def rabbitmq_server() -> Iterator[str]:
 
 def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def dated(prefix: str) -> str:
+    """A unique name that says when it was made, so a later run can tell what was abandoned."""
+    return f"{prefix}{int(time.time())}_{uuid.uuid4().hex[:8]}"
+
+
+def is_abandoned(name: str, older_than: timedelta, now: float | None = None) -> bool:
+    """Whether `name` (from `dated`) is older than `older_than`; undated names are left alone."""
+    stamp = name.rsplit("_", 2)[-2] if name.count("_") >= 2 else ""
+    if not stamp.isdigit():
+        return False
+    return (time.time() if now is None else now) - int(stamp) > older_than.total_seconds()

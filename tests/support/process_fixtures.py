@@ -54,7 +54,9 @@ async def outside(
     """A client of the broker; at teardown it deletes the namespace's queues and exchanges."""
     topo = Topology(namespace, delivery_limit=5)
     connection = await aio_pika.connect_robust(
-        amqp_url, client_properties={"connection_name": f"e2e:{request.node.name}"}
+        amqp_url,
+        client_properties={"connection_name": f"e2e:{request.node.name}"},
+        timeout=30,
     )
     try:
         yield OutsideClient(connection, topo)

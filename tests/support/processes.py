@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import orjson
 
-from interlock.benchmark.processes import free_port, interlock_executable
+from interlock.benchmark.processes import die_with_parent, free_port, interlock_executable
 from tests.support.eventually import eventually
 
 
@@ -70,6 +70,7 @@ class Cli:
             self.executable,
             *args,
             env=self.env,
+            preexec_fn=die_with_parent,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -151,6 +152,7 @@ class Services:
             popen = subprocess.Popen(
                 [interlock_executable(), "run", which],
                 env=self.env | {"INTERLOCK_TELEMETRY_PORT": str(port)},
+                preexec_fn=die_with_parent,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
