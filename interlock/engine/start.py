@@ -12,6 +12,7 @@ from schemas.expressions import ExpressionError
 from schemas.lifecycle import LifecycleType
 from schemas.status import PauseReason, StepStatus, TimerKind
 from schemas.steps import ApprovalStep, WaitStep
+from schemas.templates import Template
 
 _S = StepStatus
 
@@ -85,12 +86,17 @@ def begin_attempt(d: Draft, step_id: str, item: int | None, value: Any = None) -
     )
 
 
-def _expand(d: Draft, step: CompiledStep) -> None:
-    assert step.for_each is not None
+def _render(template: Template, d: Draft) -> Any:
+    """A step's template in the execution's scope; a failure means the step cannot start."""
     try:
-        value = step.for_each.render(d.ctx.scope.at(d.state))
+        return template.render(d.ctx.scope.at(d.state))
     except ExpressionError as exc:
         raise _CannotStart(str(exc)) from None
+
+
+def _expand(d: Draft, step: CompiledStep) -> None:
+    assert step.for_each is not None
+    value = _render(step.for_each, d)
     if not isinstance(value, list):
         raise _CannotStart(f"for_each must give a list, got {type(value).__name__}")
     limit = d.ctx.settings.max_items
@@ -109,10 +115,7 @@ def _expand(d: Draft, step: CompiledStep) -> None:
 
 
 def _await_approval(d: Draft, step: CompiledStep, spec: ApprovalStep) -> None:
-    try:
-        prompt = step.prompt.render(d.ctx.scope.at(d.state)) if step.prompt is not None else None
-    except ExpressionError as exc:
-        raise _CannotStart(str(exc)) from None
+    prompt = _render(step.prompt, d) if step.prompt is not None else None
     assert d.ctx.new_approval_id is not None, "deciding an approval step needs approval ids"
     approval_id = d.ctx.new_approval_id()
     approval = spec.approval
@@ -153,10 +156,7 @@ def _wait(d: Draft, step: CompiledStep, details: dict[str, Any], cause: str) -> 
 
 def _timestamp(step: CompiledStep, d: Draft) -> datetime:
     assert step.until is not None
-    try:
-        value = step.until.render(d.ctx.scope.at(d.state))
-    except ExpressionError as exc:
-        raise _CannotStart(str(exc)) from None
+    value = _render(step.until, d)
     if not isinstance(value, str):
         raise _CannotStart(f"wait.until must give an RFC 3339 timestamp, got {value!r}")
     try:
