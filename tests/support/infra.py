@@ -46,7 +46,8 @@ def probe_postgres(url: str) -> None:
         plain = make_url(url).set(drivername="postgresql", database="postgres")
         conn = await asyncpg.connect(plain.render_as_string(hide_password=False))
         try:
-            await conn.fetchval("SELECT 1")
+            # a write, so a read-only or full server stops the run here too
+            await conn.execute("CREATE TEMP TABLE probe (x int); INSERT INTO probe VALUES (1)")
         finally:
             await conn.close()
 
@@ -59,7 +60,10 @@ def probe_rabbitmq(url: str) -> None:
 
         connection = await aio_pika.connect(url, timeout=PROBE_TIMEOUT)
         try:
-            channel = await connection.channel()
+            # a confirmed publish: a broker under a memory or disk alarm blocks here
+            channel = await connection.channel(publisher_confirms=True)
+            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            await channel.default_exchange.publish(aio_pika.Message(b"probe"), queue.name)
             await channel.close()
         finally:
             await connection.close()
