@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import signal
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from sqlalchemy.exc import DBAPIError
@@ -16,7 +19,22 @@ from interlock.benchmark.progress import Progress
 from interlock.benchmark.runner import run_bench
 from interlock.cli.common import EXIT_UNAVAILABLE, fail, run, settings
 
+T = TypeVar("T")
+
 EXIT_INCOMPLETE = 1  # a scenario timed out or failed; the others are still reported
+
+
+async def _stoppable(work: Coroutine[Any, Any, T]) -> T:
+    """A SIGTERM (a CI time limit, `kill`) cancels the bench as Ctrl-C does, so the scenarios'
+    cleanup still stops the services and drops the sandbox's database and namespace."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await work
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _counts(text: str, option: str) -> tuple[int, ...]:
@@ -123,7 +141,9 @@ def bench(
     )
     s = settings()
     try:
-        outcome = run(run_bench(config, s, Progress()))
+        outcome = run(_stoppable(run_bench(config, s, Progress())))
+    except asyncio.CancelledError:
+        fail("stopped by SIGTERM; the sandbox was dropped", EXIT_INCOMPLETE)
     except (OSError, DBAPIError) as exc:
         cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         fail(f"cannot use the servers: {cause}", EXIT_UNAVAILABLE)
