@@ -198,6 +198,14 @@ class Metrics:
             "Executions the reconciler's last pass found stuck: pending or running with no live "
             "owner, or paused with no timer, unchanged for INTERLOCK_RESUMER_STUCK_AFTER.",
         )
+        self.retention_deleted = self._counter(
+            "interlock_retention_deleted",
+            "Rows deleted by the resumer's retention (INTERLOCK_RETENTION), by table (`kind`).",
+            "kind",
+        )
+        self.retention_seconds = self._latency(
+            "interlock_retention_seconds", "How long one retention batch (one transaction) took."
+        )
 
     def _counter(self, name: str, doc: str, *labels: str) -> Counter:
         # prometheus_client appends `_total` to counter samples.
