@@ -61,6 +61,11 @@ class Metrics:
         self._declare_bus()
         self._declare_resumer()
         self.up = self._gauge("interlock_up", "1 while the service runs.", "service")
+        self.clock_offset = self._gauge(
+            "interlock_clock_offset_seconds",
+            "The database's clock minus this host's, as last measured; due times use the "
+            "database's.",
+        )
 
     def render(self) -> bytes:
         """Prometheus text exposition of this registry."""

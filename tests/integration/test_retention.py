@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from interlock.cli.executions import steering
+from interlock.clock import SystemClock
 from interlock.engine.inputs import RetryFrom
 from interlock.engine.state import ExecutionState
 from interlock.settings import ResumerSettings, Settings
@@ -189,7 +190,7 @@ async def test_a_retried_execution_is_never_pruned(settings: Settings) -> None:
         async def again(state: ExecutionState) -> RetryFrom:
             return RetryFrom(None)
 
-        steered = await steering(h.sessions).steer(failed, again)
+        steered = await steering(h.sessions, SystemClock()).steer(failed, again)
         assert steered is not None
         assert steered.decision.refused is None
         assert (await h.load(failed)).finished_at is None
