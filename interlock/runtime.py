@@ -21,7 +21,8 @@ from interlock.bus.dead_letter import DeadLetters
 from interlock.bus.publisher import Publisher
 from interlock.bus.retry import Retries
 from interlock.bus.topology import QueueName
-from interlock.clock import Clock, SystemClock
+from interlock.clock import Clock
+from interlock.database_clock import DatabaseClock
 from interlock.outage import is_outage
 from interlock.outbox import OutboxRelay
 from interlock.settings import Settings
@@ -74,7 +75,8 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.name = name
-        self.clock: Clock = clock or SystemClock()
+        # the database's time unless a test injects its own (see interlock.database_clock)
+        self.clock: Clock = clock or DatabaseClock()
         self.metrics = Metrics(registry or CollectorRegistry())
         self.topology = topology.Topology(
             settings.namespace, settings.amqp.delivery_limit, settings.amqp.retry_delays
@@ -135,6 +137,8 @@ class Runtime:
             value=s.database.url,
             within=s.start_timeout,
         )
+        if isinstance(self.clock, DatabaseClock):
+            await self._follow_database_clock(self.clock)
         self.publisher = Publisher(self.channel, self.topology)
         self.dead_letters = DeadLetters(self.publisher, self.name)
         self.retries = Retries(self.publisher, self.topology.retry_delays)
@@ -148,6 +152,12 @@ class Runtime:
         self.spawn(self.relay.run(), "outbox-relay")
         self.spawn(self.relay.watch_age(), "outbox-age")
         self.metrics.up.labels(service=self.name).set(1)
+
+    async def _follow_database_clock(self, clock: DatabaseClock) -> None:
+        engine = self.engine
+        offset = await until_up(lambda: clock.sync(engine), "database")
+        self.metrics.clock_offset.set(offset.total_seconds())
+        self.spawn(clock.run(engine, report=self.metrics.clock_offset.set), "database-clock")
 
     async def _broker(self, name: str) -> AbstractRobustConnection:
         url = self.settings.amqp.url

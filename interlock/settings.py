@@ -31,6 +31,17 @@ def _duration(value: object) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+def _optional_duration(value: object) -> timedelta | None:
+    """A duration, where `0`, `off` (or nothing) turns the feature off."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "")):
+        return None
+    found = _duration(value)
+    return found if found > timedelta(0) else None
+
+
+OptionalDuration = Annotated[timedelta | None, BeforeValidator(_optional_duration)]
 _NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
@@ -152,6 +163,10 @@ class ResumerSettings(BaseModel):
     # how often each resumer hands back executions whose owner is gone (lease run out, or
     # the owner's process died)
     reconcile_every: Duration = timedelta(seconds=2)
+    # how often one resumer (an advisory lock picks it) deletes what INTERLOCK_RETENTION lets
+    # go, and how many executions each of its transactions deletes
+    retention_every: Duration = timedelta(minutes=10)
+    retention_batch: int = Field(default=500, ge=1, le=100_000)
 
 
 class TelemetrySettings(BaseModel):
@@ -178,6 +193,8 @@ class Settings(BaseSettings):
     secrets_dir: Path | None = None
     # events emitted by steps carry `interlockhops`; a step whose event would go past this fails
     max_hops: int = Field(default=DEFAULT_MAX_HOPS, ge=1, le=10_000)
+    # finished executions older than this are deleted by the resumer; None (`0`, `off`): kept
+    retention: OptionalDuration = timedelta(days=30)
     amqp: AmqpSettings = Field(default_factory=AmqpSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)

@@ -14,6 +14,7 @@ from interlock.definitions import VersionCache
 from interlock.engine.draft import EngineSettings
 from interlock.runtime import Runtime
 from interlock.steering import Steering
+from interlock.store import retention
 from interlock.store.committer import Committer
 from interlock.store.ownership import lock_class
 from interlock.store.tables import Execution, OutboxMessage, Timer, table_of
@@ -22,6 +23,7 @@ from resumer.fire_timers import TimerDeps, TimerLoop
 from resumer.handle_cancel import CancelHandler
 from resumer.handle_decision import DecisionHandler, ResumerDeps
 from resumer.reconcile import ReconcileDeps, Reconciler
+from resumer.retention import RetentionDeps, RetentionLoop
 from schemas.status import ExecutionStatus, PauseReason
 
 log = structlog.get_logger(__name__)
@@ -35,6 +37,7 @@ class ResumerService:
         self._consumers: list[Consumer] = []
         self.timers: TimerLoop | None = None
         self.reconciler: Reconciler | None = None
+        self.retention: RetentionLoop | None = None
 
     async def start(self, runtime: Runtime) -> None:
         settings = runtime.settings
@@ -88,6 +91,18 @@ class ResumerService:
             )
         )
         runtime.spawn(self.reconciler.run(), "reconciler")
+        if settings.retention is not None:
+            self.retention = RetentionLoop(
+                RetentionDeps(
+                    engine=runtime.engine,
+                    metrics=runtime.metrics,
+                    keep=settings.retention,
+                    every=settings.resumer.retention_every,
+                    batch=settings.resumer.retention_batch,
+                    lock_key=retention.lock_key(settings.namespace),
+                )
+            )
+            runtime.spawn(self.retention.run(), "retention")
         for queue, handler in (
             (QueueName.DECISIONS, DecisionHandler(deps)),
             (QueueName.COMMANDS, CancelHandler(deps)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,7 +30,7 @@ class Definitions:
         self._metrics = metrics
         self._cache = cache
         self._poll = poll
-        self._revision: tuple[int, datetime | None] | None = None
+        self._revision: str | None = None
         self.matcher = Matcher(())
         self.workflows = 0
         self.changed = asyncio.Event()  # set after every rebuild (tests wait on it)

@@ -11,8 +11,7 @@ from interlock.bus.consumer import Consumer
 from interlock.bus.topology import QueueName
 from interlock.definitions import VersionCache
 from interlock.runtime import Runtime
-from interlock.store.engine import transaction
-from interlock.store.seen_events import SeenEvents
+from interlock.store import seen_events
 from router.definitions import Definitions
 from router.handle_event import EventHandler, RouterDeps
 
@@ -55,10 +54,7 @@ class RouterService:
         retention = runtime.settings.router.dedupe_retention
         while True:
             try:
-                async with transaction(runtime.sessions) as session:
-                    removed = await SeenEvents(session).forget_before(
-                        runtime.clock.now() - retention
-                    )
+                removed = await seen_events.forget_older_than(runtime.engine, retention)
                 if removed:
                     log.info("dedupe.cleaned", removed=removed)
             except Exception as exc:

@@ -16,6 +16,7 @@ class Scenario(StrEnum):
     TIMERS = "timers"
     ROUTER = "router"
     IDLE = "idle"
+    PRUNE = "prune"
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Sizes:
     triggers: tuple[int, ...]  # trigger counts the router is measured with
     route_events: int  # events routed per trigger count
     idle_seconds: float
+    prune_seeded: int  # old finished executions pruned while the throughput run goes on
 
 
 FULL: Final = Sizes(
@@ -43,6 +45,7 @@ FULL: Final = Sizes(
     triggers=(10, 1000, 10_000),
     route_events=5000,
     idle_seconds=10.0,
+    prune_seeded=50_000,
 )
 QUICK: Final = Sizes(
     executions=300,
@@ -55,6 +58,7 @@ QUICK: Final = Sizes(
     triggers=(10, 200, 1000),
     route_events=300,
     idle_seconds=3.0,
+    prune_seeded=5000,
 )
 
 

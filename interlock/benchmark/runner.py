@@ -20,6 +20,7 @@ from interlock.benchmark.progress import BenchTimeout, Progress
 from interlock.benchmark.sandbox import Sandbox
 from interlock.benchmark.scenarios.graph import run_graph
 from interlock.benchmark.scenarios.idle import run_idle
+from interlock.benchmark.scenarios.prune import run_prune
 from interlock.benchmark.scenarios.resume import run_resume
 from interlock.benchmark.scenarios.router_scale import run_router
 from interlock.benchmark.scenarios.throughput import run_lifecycle, run_throughput
@@ -36,6 +37,7 @@ RUNNERS: Final[Mapping[Scenario, Runner]] = {
     Scenario.TIMERS: run_timers,
     Scenario.ROUTER: run_router,
     Scenario.IDLE: run_idle,
+    Scenario.PRUNE: run_prune,
 }
 # scenarios on one router + executor + resumer go first, so services restart as little as possible
 RUN_ORDER: Final = (
@@ -46,6 +48,7 @@ RUN_ORDER: Final = (
     Scenario.GRAPH,
     Scenario.LIFECYCLE,
     Scenario.ROUTER,
+    Scenario.PRUNE,
 )
 
 

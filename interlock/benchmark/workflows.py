@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from interlock.benchmark.sandbox import Sandbox
-from interlock.clock import SystemClock
 from interlock.store.engine import create_sessionmaker, transaction
 from interlock.store.workflows import Workflows
 from schemas.definition import definition_digest
@@ -152,9 +151,8 @@ async def apply(sandbox: Sandbox, definitions: Iterable[Definition]) -> None:
     """Validate and store every definition in one transaction, as `interlock apply` does."""
     workflows = [Workflow.model_validate(d) for d in definitions]
     sessions = create_sessionmaker(sandbox.engine)
-    now = SystemClock().now()
     async with transaction(sessions) as session:
         repo = Workflows(session)
         for wf in workflows:
             dump = wf.model_dump(mode="json", by_alias=True, exclude_none=True)
-            await repo.apply(wf.name, dump, definition_digest(wf), now)
+            await repo.apply(wf.name, dump, definition_digest(wf))

@@ -8,6 +8,7 @@ from interlock.cli import approvals, dead_letters, executions, workflows
 from interlock.cli.apply import apply
 from interlock.cli.bench import bench
 from interlock.cli.migrate import migrate
+from interlock.cli.prune import prune
 from interlock.cli.publish import publish
 from interlock.cli.run import run_services
 
@@ -21,6 +22,7 @@ app.command()(migrate)
 app.command()(apply)
 app.command()(publish)
 app.command()(bench)
+app.command()(prune)
 app.command("run")(run_services)
 app.command()(approvals.cancel)
 app.command("approve")(approvals.approve)

@@ -9,7 +9,6 @@ import typer
 from interlock.cli.action_check import ActionsUnloadable, action_problems, known_actions
 from interlock.cli.common import EXIT_INVALID, database, fail, run, settings
 from interlock.cli.secret_check import check_secret_references
-from interlock.clock import SystemClock
 from interlock.store.engine import transaction
 from interlock.store.workflows import ApplyResult, Workflows
 from schemas.definition import DefinitionError, definition_digest, load_definitions
@@ -54,13 +53,11 @@ async def _store(workflows: list[Workflow]) -> list[ApplyResult]:
     async with database(s) as sessions, transaction(sessions) as session:
         # all files in one transaction: an error stores none of them
         repo = Workflows(session)
-        now = SystemClock().now()
         return [
             await repo.apply(
                 wf.name,
                 wf.model_dump(mode="json", by_alias=True, exclude_none=True),
                 definition_digest(wf),
-                now,
             )
             for wf in workflows
         ]

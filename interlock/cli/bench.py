@@ -104,11 +104,17 @@ def bench(
         min=0.5,
         help=f"Idle measurement [{FULL.idle_seconds:g}; quick {QUICK.idle_seconds:g}].",
     ),
+    prune_seeded: int | None = typer.Option(
+        None,
+        min=1,
+        help="Old finished executions pruned during a throughput run"
+        f" [{FULL.prune_seeded}; quick {QUICK.prune_seeded}].",
+    ),
     stall_timeout: float = typer.Option(
         30.0, min=1.0, help="Give a phase up after this many seconds without progress."
     ),
 ) -> None:
-    """Benchmark routing, execution, graphs, resumes, timers and idle cost on the servers.
+    """Benchmark routing, execution, graphs, resumes, timers, pruning and idle cost.
 
     Real `interlock run` processes work in a database and namespace made for the run alone.
 
@@ -125,6 +131,7 @@ def bench(
         "triggers": _counts(triggers, "--triggers") if triggers else None,
         "route_events": route_events,
         "idle_seconds": idle_seconds,
+        "prune_seeded": prune_seeded,
     }
     sizes = dataclasses.replace(
         QUICK if quick else FULL, **{k: v for k, v in overrides.items() if v is not None}

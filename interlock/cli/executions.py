@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from interlock.cli.common import database, emit_json, fail, run, settings, table, when
 from interlock.cli.execution_view import Detail, detail_json, print_detail, summary_json
-from interlock.clock import SystemClock
+from interlock.clock import Clock
+from interlock.database_clock import DatabaseClock
 from interlock.definitions import VersionCache
 from interlock.engine.inputs import Input, RetryFrom
 from interlock.engine.state import ExecutionState
@@ -80,7 +81,7 @@ def list_(
         s = settings()
         async with database(s) as sessions, sessions() as session:
             if stuck:
-                now = SystemClock().now()
+                now = (await database_clock(sessions)).now()
                 return await Executions(session).stuck(
                     now=now,
                     older_than=now - s.resumer.stuck_after,
@@ -116,18 +117,20 @@ def show(
 ) -> None:
     """An execution: status, why it waits, step timeline with outputs and errors, audit trail."""
 
-    async def go() -> Detail | None:
-        async with database(settings()) as sessions, sessions() as session:
-            return await load_detail(session, await resolve(session, execution))
+    async def go() -> tuple[Detail | None, Clock]:
+        async with database(settings()) as sessions:
+            clock = await database_clock(sessions)
+            async with sessions() as session:
+                return await load_detail(session, await resolve(session, execution)), clock
 
-    detail = run(go())
+    detail, clock = run(go())
     if detail is None:
         fail(f"no execution {execution!r}")
     data = detail_json(detail)
     if as_json:
         emit_json(data)
         return
-    print_detail(data, SystemClock().now())
+    print_detail(data, clock.now())
 
 
 def _kind(spec: Step) -> str:
@@ -154,7 +157,8 @@ def retry(
         async with database(settings()) as sessions:
             async with sessions() as session:
                 execution_id = await resolve(session, execution)
-            steered = await steering(sessions).steer(execution_id, _retry_from(from_step))
+            clock = await database_clock(sessions)
+            steered = await steering(sessions, clock).steer(execution_id, _retry_from(from_step))
             if steered is None:
                 fail(f"no execution {execution!r}")
             if steered.decision.refused is not None:
@@ -172,7 +176,14 @@ def _retry_from(step_id: str | None) -> Callable[[ExecutionState], Awaitable[Inp
     return make
 
 
-def steering(sessions: async_sessionmaker[AsyncSession]) -> Steering:
+async def database_clock(sessions: async_sessionmaker[AsyncSession]) -> DatabaseClock:
+    """The database's time (measured once): what the CLI writes and compares, as services do."""
+    clock = DatabaseClock()
+    await clock.sync(sessions.kw["bind"])
+    return clock
+
+
+def steering(sessions: async_sessionmaker[AsyncSession], clock: Clock) -> Steering:
     """The CLI changes executions the way the resumer does: through the core and write path."""
     engine: AsyncEngine = sessions.kw["bind"]
 
@@ -184,6 +195,6 @@ def steering(sessions: async_sessionmaker[AsyncSession]) -> Steering:
         engine=engine,
         sessions=sessions,
         definitions=VersionCache(),
-        clock=SystemClock(),
+        clock=clock,
         apply=apply,
     )

@@ -7,7 +7,6 @@ from typing import Any
 import typer
 
 from interlock.cli.common import database, emit_json, fail, run, settings, table, when
-from interlock.clock import SystemClock
 from interlock.store.engine import transaction
 from interlock.store.workflows import VersionRow, WorkflowRow, Workflows
 
@@ -104,7 +103,7 @@ def delete(name: str) -> None:
 
     async def go() -> bool:
         async with database(settings()) as sessions, transaction(sessions) as session:
-            return await Workflows(session).delete(name, SystemClock().now())
+            return await Workflows(session).delete(name)
 
     if not run(go()):
         fail(f"no active workflow named {name!r}")

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import timedelta
 
-from sqlalchemy import delete
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from interlock.store.tables import SeenEvent, table_of
+# a batch per transaction, on the database's clock; rows a router is inserting are skipped
+_FORGET = text(
+    """
+    DELETE FROM seen_event s USING (
+        SELECT source, id FROM seen_event
+        WHERE seen_at < now() - make_interval(secs => :keep)
+        LIMIT :batch
+        FOR UPDATE SKIP LOCKED
+    ) old
+    WHERE s.source = old.source AND s.id = old.id
+    """
+)
 
-_seen = table_of(SeenEvent)
 
-
-class SeenEvents:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
-    async def forget_before(self, cutoff: datetime) -> int:
-        result = await self._session.execute(delete(_seen).where(_seen.c.seen_at < cutoff))
-        return int(result.rowcount)  # type: ignore[attr-defined]
+async def forget_older_than(engine: AsyncEngine, keep: timedelta, batch: int = 5000) -> int:
+    """Delete (source, id) pairs seen longer ago than `keep`, batch by batch; how many went."""
+    removed = 0
+    while True:
+        async with engine.begin() as conn:
+            result = await conn.execute(_FORGET, {"keep": keep.total_seconds(), "batch": batch})
+        count = int(result.rowcount)
+        removed += count
+        if count < batch:
+            return removed

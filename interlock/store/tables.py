@@ -114,6 +114,13 @@ class Execution(Base):
         Index("ix_execution_status_updated_at", "status", "updated_at"),
         Index("ix_execution_workflow_created_at", "workflow", "created_at"),
         Index("ix_execution_created_at", "created_at"),
+        # retention takes the oldest finished executions first (interlock/store/retention.py)
+        Index(
+            "ix_execution_finished_at",
+            "finished_at",
+            "id",
+            postgresql_where="status IN ('completed', 'failed', 'cancelled')",
+        ),
         # the reconciler looks for owners that are gone among the executions that have one
         Index("ix_execution_owner", "owner", postgresql_where="owner IS NOT NULL"),
     )
@@ -260,7 +267,10 @@ class Decision(Base):
     """Every decision message received, accepted or not: dedupe and audit."""
 
     __tablename__ = "decision"
-    __table_args__ = (Index("ix_decision_approval_id", "approval_id"),)
+    __table_args__ = (
+        Index("ix_decision_approval_id", "approval_id"),
+        Index("ix_decision_received_at", "received_at"),
+    )
     source: Mapped[str] = mapped_column(Text, primary_key=True)
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     approval_id: Mapped[str] = mapped_column(Text)

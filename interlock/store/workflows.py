@@ -6,13 +6,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from interlock.store.tables import Workflow, WorkflowVersion, table_of
 
 _wf = table_of(Workflow)
+_FINGERPRINT = text(
+    "SELECT md5(coalesce(string_agg("
+    "concat_ws(':', name, current_version, deleted_at IS NULL), ',' ORDER BY name), ''))"
+    " FROM workflow"
+)
 _ver = table_of(WorkflowVersion)
 
 
@@ -47,11 +52,13 @@ class Workflows:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def apply(
-        self, name: str, definition: dict[str, Any], digest: str, now: datetime
-    ) -> ApplyResult:
-        """Store a definition: a new version if it changed, a no-op if it did not."""
+    async def apply(self, name: str, definition: dict[str, Any], digest: str) -> ApplyResult:
+        """Store a definition: a new version if it changed, a no-op if it did not.
+
+        Times are the database's (`now()`), never the clock of the machine that applies.
+        """
         s = self._session
+        now = func.now()
         # create-or-lock the workflow row, so concurrent applies of one name serialise
         await s.execute(
             pg_insert(_wf)
@@ -94,12 +101,12 @@ class Workflows:
         )
         return ApplyResult(name, version, changed=True)
 
-    async def delete(self, name: str, now: datetime) -> bool:
+    async def delete(self, name: str) -> bool:
         """Stop matching events for `name`; running executions keep their version."""
         result = await self._session.execute(
             update(_wf)
             .where(_wf.c.name == name, _wf.c.deleted_at.is_(None))
-            .values(deleted_at=now, updated_at=now)
+            .values(deleted_at=func.now(), updated_at=func.now())
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -120,10 +127,14 @@ class Workflows:
             query = query.where(_wf.c.deleted_at.is_(None))
         return [WorkflowRow(**row._mapping) for row in await self._session.execute(query)]
 
-    async def revision(self) -> tuple[int, datetime | None]:
-        """Cheap fingerprint of the definitions; it changes whenever apply or delete does."""
-        row = (await self._session.execute(select(func.count(), func.max(_wf.c.updated_at)))).one()
-        return int(row[0]), row[1]
+    async def revision(self) -> str:
+        """A fingerprint of what the router loads: each workflow's current version, deleted or not.
+
+        It changes with every apply or delete that commits, in whatever order they commit and
+        whatever any machine's clock says: it is made of the rows, not of a time.
+        """
+        digest = await self._session.scalar(_FINGERPRINT)
+        return str(digest)
 
     async def version(self, version_id: int) -> VersionRow | None:
         row = (await self._session.execute(select(_ver).where(_ver.c.id == version_id))).first()

@@ -61,6 +61,11 @@ class Metrics:
         self._declare_bus()
         self._declare_resumer()
         self.up = self._gauge("interlock_up", "1 while the service runs.", "service")
+        self.clock_offset = self._gauge(
+            "interlock_clock_offset_seconds",
+            "The database's clock minus this host's, as last measured; due times use the "
+            "database's.",
+        )
 
     def render(self) -> bytes:
         """Prometheus text exposition of this registry."""
@@ -197,6 +202,14 @@ class Metrics:
             "interlock_executions_stuck",
             "Executions the reconciler's last pass found stuck: pending or running with no live "
             "owner, or paused with no timer, unchanged for INTERLOCK_RESUMER_STUCK_AFTER.",
+        )
+        self.retention_deleted = self._counter(
+            "interlock_retention_deleted",
+            "Rows deleted by the resumer's retention (INTERLOCK_RETENTION), by table (`kind`).",
+            "kind",
+        )
+        self.retention_seconds = self._latency(
+            "interlock_retention_seconds", "How long one retention batch (one transaction) took."
         )
 
     def _counter(self, name: str, doc: str, *labels: str) -> Counter:

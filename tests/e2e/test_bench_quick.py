@@ -30,10 +30,11 @@ SIZES = {
     "--triggers": "10,50,100",
     "--route-events": "30",
     "--idle-seconds": "1",
+    "--prune-seeded": "200",
     "--executors": "1",
     "--stall-timeout": "20",
 }
-SCENARIOS = {"throughput", "graph", "lifecycle", "resume", "timers", "router", "idle"}
+SCENARIOS = {"throughput", "graph", "lifecycle", "resume", "timers", "router", "idle", "prune"}
 
 
 async def _bench(env: dict[str, str], output: Path) -> tuple[int, str, str]:
@@ -115,6 +116,8 @@ async def test_quick_bench_document_has_every_scenario_with_counts_matching_the_
         assert router[f"{level} triggers"]["triggers"] >= level
     assert router["per_event_ratio"] > 0
 
+    _assert_pruned_while_running(_details(doc, "prune"), seeded=200, executions=30)
+
     idle = _details(doc, "idle")
     for service in ("router", "executor-1", "resumer"):
         assert idle[service]["cpu_percent"] >= 0
@@ -161,3 +164,34 @@ async def test_quick_bench_drops_its_database_and_deletes_its_namespace(
             await channel.declare_exchange(f"{service['namespace']}.events", passive=True)
     finally:
         await connection.close()
+
+
+def _assert_pruned_while_running(prune: dict[str, Any], *, seeded: int, executions: int) -> None:
+    """Every seeded execution and its rows went, while the measured run completed in full."""
+    assert prune["seeded"] == seeded
+    assert prune["prune"]["deleted"]["execution"] == seeded
+    assert prune["prune"]["deleted"]["step_run"] == 3 * seeded
+    assert prune["prune"]["deleted"]["transition"] == 8 * seeded
+    for run in ("baseline", "while pruning"):
+        assert prune[run]["executions"] == prune[run]["completed"] == executions
+        assert prune[run]["executions_per_s"] > 0
+    assert prune["throughput_kept_percent"] > 0
+
+
+async def test_quick_bench_prune_alone_reports_both_throughputs_and_deletes_the_seeded(
+    postgres_url: str, amqp_url: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLOCK_")}
+    env |= {"INTERLOCK_DATABASE_URL": postgres_url, "INTERLOCK_AMQP_URL": amqp_url}
+    output = tmp_path / "prune.json"
+    sizes = ["--executions", "20", "--prune-seeded", "150", "--executors", "1"]
+    result = await Cli(env).run(
+        "bench", "--quick", "--only", "prune", *sizes, "--output", str(output), within=100
+    )
+    assert result.code == 0, result.explain()
+    doc = orjson.loads(output.read_bytes())
+    assert set(doc["scenarios"]) == {"prune"}
+    _assert_pruned_while_running(_details(doc, "prune"), seeded=150, executions=20)
+    names = [f["name"] for f in doc["scenarios"]["prune"]["figures"]]
+    assert "executions/s, baseline" in names
+    assert "executions/s, while pruning" in names

@@ -18,7 +18,6 @@ from executor.secrets import Secrets
 from executor.service import ExecutorService
 from interlock.bus import topology
 from interlock.bus.topology import CANCEL_TYPE, DECISION_TYPE, ExchangeName, QueueName, Topology
-from interlock.clock import SystemClock
 from interlock.runtime import Runtime, Service
 from interlock.settings import Settings
 from interlock.store.engine import transaction
@@ -112,7 +111,6 @@ class Harness:
                 wf.name,
                 wf.model_dump(mode="json", by_alias=True, exclude_none=True),
                 definition_digest(wf),
-                SystemClock().now(),
             )
         if self.router is not None and self.router.definitions is not None:
             await self.router.definitions.refresh()

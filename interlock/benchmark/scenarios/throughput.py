@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from interlock.benchmark import queries, workflows
@@ -19,13 +20,23 @@ _WARM_UP: Final = 20
 _E1: Final = "throughput E=1"  # shared with the lifecycle scenario
 
 
-async def measure(bench: Bench, label: str, slug: str, n: int) -> dict[str, Any]:
+async def measure(
+    bench: Bench,
+    label: str,
+    slug: str,
+    n: int,
+    *,
+    before: Callable[[], Awaitable[None]] | None = None,
+) -> dict[str, Any]:
     """Publish `n` events as fast as confirms allow; time from the first publish to the last finish.
 
     Latency is each execution's finished_at minus the client-side publish time of its event.
+    `before` runs after the reset, right before the first publish (to start other load).
     """
     await _warm_up(bench, label, slug)
     await bench.sandbox.reset()
+    if before is not None:
+        await before()
     source = f"interlock-bench/{slug}"
     events = [Outgoing(workflows.THROUGHPUT_TYPE, f"{slug}-{i}", {"n": i}) for i in range(n)]
     sent = await bench.publish_and_wait(
