@@ -73,7 +73,7 @@ def eta(
 
 
 def span(value: timedelta) -> str:
-    """A short human duration: 850ms, 12s, 3m 04s, 2h 05m, 3d 4h."""
+    """A short human duration, one word: 850ms, 12s, 3m04s, 2h05m, 3d4h."""
     seconds = value.total_seconds()
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
@@ -81,12 +81,12 @@ def span(value: timedelta) -> str:
         return f"{seconds:.0f}s"
     minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
+        return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     if hours < 48:
-        return f"{hours}h {minutes:02d}m"
+        return f"{hours}h{minutes:02d}m"
     days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h"
+    return f"{days}d{hours}h"
 
 
 def step_progress(steps: list[dict[str, Any]]) -> Progress:

@@ -46,7 +46,7 @@ def test_eta_is_the_start_plus_the_median_of_earlier_runs() -> None:
         "median_s": 600.0,
         "samples": 7,
     }
-    assert estimate.text() == "~6m 00s"
+    assert estimate.text() == "~6m00s"
 
 
 def test_an_execution_past_its_median_is_overdue_with_nothing_left() -> None:
@@ -82,9 +82,9 @@ def test_no_eta_without_history_or_for_a_finished_execution(
     [
         (0.25, "250ms"),
         (12.4, "12s"),
-        (184, "3m 04s"),
-        (7500, "2h 05m"),
-        (3 * 86400 + 4 * 3600, "3d 4h"),
+        (184, "3m04s"),
+        (7500, "2h05m"),
+        (3 * 86400 + 4 * 3600, "3d4h"),
     ],
 )
 def test_spans_read_as_short_human_durations(seconds: float, text: str) -> None:
@@ -134,7 +134,7 @@ def test_stats_list_every_status_and_outcome_and_rates_over_finished_executions(
         "  duration    p50 2s  p95 3s  p99 4s  (6 completed)",
         "  failing     charge 2/8  (failed/runs)",
         "  approvals   4: 3 approved, 1 rejected",
-        "  decided in  p50 30s  p95 1m 30s",
+        "  decided in  p50 30s  p95 1m30s",
     ]
 
 
