@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import typer
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from interlock.cli.execution_view import Detail
     from interlock.engine.inputs import Input
     from interlock.engine.state import ExecutionState
+    from interlock.estimate import History
     from interlock.steering import Steering
     from interlock.store.listings import Listed
     from schemas.steps import Step
@@ -99,7 +100,7 @@ def list_(
 
     ids = run(_stuck_ids(limit)) if stuck else None
 
-    async def go() -> tuple[list[Listed], dict[int, Any]]:
+    async def go() -> tuple[list[Listed], dict[int, History]]:
         async with connection() as conn:
             rows = await recent_executions(
                 conn, workflow=workflow, status=status, limit=limit, ids=ids
