@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from interlock.outbound_policy import OutboundPolicy
+from interlock.urls import DEFAULT_DATABASE_URL, sqlalchemy_database_url
 from schemas.durations import parse_duration
 from schemas.hops import DEFAULT_MAX_HOPS
 
@@ -43,23 +44,6 @@ def _optional_duration(value: object) -> timedelta | None:
 
 OptionalDuration = Annotated[timedelta | None, BeforeValidator(_optional_duration)]
 _NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-
-
-def masked(url: str) -> str:
-    """A URL fit for a log line or an error message: its password (anywhere) is `***`."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if parts.password is not None:
-            user, _, host = netloc.rpartition("@")
-            netloc = f"{user.partition(':')[0]}:***@{host}"
-        query = urlencode(
-            [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query)],
-            safe="*",
-        )
-        return urlunsplit(parts._replace(netloc=netloc, query=query))
-    except ValueError:
-        return "(unparsable URL)"
 
 
 class AmqpSettings(BaseModel):
@@ -102,7 +86,7 @@ class AmqpSettings(BaseModel):
 
 
 class DatabaseSettings(BaseModel):
-    url: str = "postgresql+asyncpg://postgres@localhost:5432/interlock"
+    url: str = DEFAULT_DATABASE_URL
     # a steady pool: overflow connections are opened and closed per use, which costs a
     # connect and a type introspection each time under load
     pool_size: int = Field(default=10, ge=1)
@@ -111,9 +95,7 @@ class DatabaseSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _asyncpg(cls, value: str) -> str:
-        for plain in ("postgresql://", "postgres://"):
-            if value.startswith(plain):
-                value = "postgresql+asyncpg://" + value[len(plain) :]
+        value = sqlalchemy_database_url(value)
         try:
             driver = make_url(value).drivername
         except ArgumentError:

@@ -30,8 +30,8 @@ from aiormq.exceptions import (
 from interlock.bus import topology
 from interlock.errors import StartupFailed
 from interlock.outage import is_outage, sqlstate_of
-from interlock.settings import masked
 from interlock.telemetry.http import HealthServer
+from interlock.urls import masked
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)

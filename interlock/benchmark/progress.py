@@ -1,4 +1,7 @@
-"""Progress lines on stderr, and waiting for a count to reach a total with a stall deadline."""
+"""Progress lines on stderr, and waiting for a count to reach a total with a stall deadline.
+
+The bench and long CLI work (replaying dead letters) share these lines.
+"""
 
 from __future__ import annotations
 
@@ -18,13 +21,30 @@ class BenchTimeout(Exception):
 
 
 class Progress:
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, quiet: bool = False) -> None:
         self._stream = stream or sys.stderr
         self._started = time.monotonic()
+        self._quiet = quiet
+        self._last_count = -_PRINT_EVERY
+
+    @classmethod
+    def on_terminal(cls, stream: TextIO | None = None) -> Progress:
+        """Lines only where someone watches: a pipe or a file (a script's log) gets none."""
+        stream = stream or sys.stderr
+        return cls(stream, quiet=not stream.isatty())
 
     def line(self, text: str) -> None:
+        if self._quiet:
+            return
         self._stream.write(f"[{time.monotonic() - self._started:6.1f}s] {text}\n")
         self._stream.flush()
+
+    def count(self, label: str, n: int, total: int, noun: str) -> None:
+        """ "label: n/total noun", about once a second and once more at the end."""
+        now = time.monotonic()
+        if n >= total or now - self._last_count >= _PRINT_EVERY:
+            self.line(f"{label}: {n}/{total} {noun}")
+            self._last_count = now
 
 
 async def wait_for_count(
@@ -46,15 +66,13 @@ async def wait_for_count(
     """
     started = time.monotonic()
     deadline = started + stall + total / _SLOWEST_RATE
-    last, last_change, last_print = -1, started, 0.0
+    last, last_change = -1, started
     while True:
         n = await count()
         now = time.monotonic()
         if n != last:
             last, last_change = n, now
-        if n >= total or now - last_print >= _PRINT_EVERY:
-            progress.line(f"{label}: {n}/{total} {noun}")
-            last_print = now
+        progress.count(label, n, total, noun)
         if n >= total:
             return
         if now - last_change > stall:

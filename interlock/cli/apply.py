@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from interlock.cli.action_check import ActionsUnloadable, action_problems, known_actions
-from interlock.cli.common import EXIT_INVALID, database, fail, run, settings
-from interlock.cli.secret_check import check_secret_references
-from interlock.store.engine import transaction
-from interlock.store.workflows import ApplyResult, Workflows
-from schemas.definition import DefinitionError, definition_digest, load_definitions
-from schemas.workflow import Workflow
+from interlock.cli.common import EXIT_INVALID, emit_json, fail, json_option, run, settings
+
+if TYPE_CHECKING:
+    from interlock.store.workflows import ApplyResult
+    from schemas.workflow import Workflow
 
 
 def apply(
@@ -24,8 +23,13 @@ def apply(
         "--allow-unknown-actions",
         help="Store steps whose action this machine cannot load (executors load it).",
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Store definitions: a changed one becomes a new version, an unchanged one is a no-op."""
+    from interlock.cli.action_check import ActionsUnloadable, action_problems, known_actions
+    from interlock.cli.secret_check import check_secret_references
+    from schemas.definition import DefinitionError, load_definitions
+
     try:
         loaded = load_definitions(paths)
     except DefinitionError as exc:
@@ -43,12 +47,30 @@ def apply(
             typer.echo("\n".join(problems), err=True)
             raise typer.Exit(EXIT_INVALID)
     results = run(_store([wf for _, wf in loaded]))
+    if as_json:
+        emit_json(
+            [
+                {
+                    "name": result.name,
+                    "version": result.version,
+                    "changed": result.changed,
+                    "path": str(path),
+                }
+                for (path, _), result in zip(loaded, results, strict=True)
+            ]
+        )
+        return
     for (path, _), result in zip(loaded, results, strict=True):
         state = f"v{result.version} created" if result.changed else f"v{result.version} unchanged"
         typer.echo(f"{result.name}: {state} ({path})")
 
 
 async def _store(workflows: list[Workflow]) -> list[ApplyResult]:
+    from interlock.cli.common import database
+    from interlock.store.engine import transaction
+    from interlock.store.workflows import Workflows
+    from schemas.definition import definition_digest
+
     s = settings()
     async with database(s) as sessions, transaction(sessions) as session:
         # all files in one transaction: an error stores none of them

@@ -6,24 +6,26 @@ no shortcut into the database, so what it does, any approval system can do.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from typing import Any
-from uuid import uuid4
+from typing import TYPE_CHECKING, Any
 
-import orjson
 import typer
 
-from interlock.bus.topology import CANCEL_TYPE, DECISION_TYPE, ExchangeName
-from interlock.cli.common import database, emit_json, fail, run, settings, table, when
-from interlock.cli.executions import resolve
-from interlock.cli.publish import build_event, send_event
-from interlock.store.approvals import ApprovalRecord, Approvals
-from interlock.store.executions import Executions
-from schemas.decisions import Verdict
-from schemas.status import ExecutionStatus
+from interlock.cli.common import (
+    command_group,
+    emit_json,
+    fail,
+    json_option,
+    run,
+    settings,
+    table,
+    when,
+)
 
-app = typer.Typer(help="Pending approvals and decisions.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from interlock.store.records import ApprovalRecord
+    from schemas.decisions import Verdict
+
+app = command_group("Pending approvals and decisions.")
 
 
 def approval_json(a: ApprovalRecord) -> dict[str, Any]:
@@ -41,12 +43,14 @@ def approval_json(a: ApprovalRecord) -> dict[str, Any]:
 
 
 @app.command("list")
-def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def list_(as_json: bool = json_option()) -> None:
     """Pending approvals, soonest to expire first."""
+    from interlock.cli.quick_db import connection
+    from interlock.store.listings import pending_approvals
 
     async def go() -> list[ApprovalRecord]:
-        async with database(settings()) as sessions, sessions() as session:
-            return await Approvals(session).pending()
+        async with connection() as conn:
+            return await pending_approvals(conn)
 
     rows = run(go())
     if as_json:
@@ -69,8 +73,20 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
 
 
 def _decide(
-    verdict: Verdict, approval_id: str, by: str, comment: str | None, data: str | None
+    verdict: Verdict,
+    approval_id: str,
+    by: str,
+    comment: str | None,
+    data: str | None,
+    as_json: bool,
 ) -> None:
+    from uuid import uuid4
+
+    import orjson
+
+    from interlock.bus.topology import DECISION_TYPE, ExchangeName
+    from interlock.cli.publish import build_event, send_event
+
     payload: dict[str, Any] = {
         "approval_id": approval_id,
         "decision": verdict.value,
@@ -85,6 +101,16 @@ def _decide(
             fail(f"--data is not valid JSON: {exc}")
     event = build_event(DECISION_TYPE, payload, "interlock-cli", str(uuid4()))
     run(send_event(event, ExchangeName.DECISIONS))
+    if as_json:
+        emit_json(
+            {
+                "approval_id": approval_id,
+                "decision": verdict.value,
+                "decided_by": by,
+                "decision_id": event.id,
+            }
+        )
+        return
     typer.echo(f"sent decision {verdict.value} for {approval_id} by {by} (decision id {event.id})")
 
 
@@ -94,9 +120,12 @@ def approve(
     by: str = typer.Option(..., "--by", help="Who decides (checked against the approvers)."),
     comment: str | None = typer.Option(None, "--comment"),
     data: str | None = typer.Option(None, "--data", help="Extra JSON for later steps."),
+    as_json: bool = json_option(),
 ) -> None:
     """Approve: publishes an interlock.approval.decided message."""
-    _decide(Verdict.APPROVED, approval_id, by, comment, data)
+    from schemas.decisions import Verdict
+
+    _decide(Verdict.APPROVED, approval_id, by, comment, data, as_json)
 
 
 @app.command()
@@ -105,19 +134,32 @@ def reject(
     by: str = typer.Option(..., "--by", help="Who decides (checked against the approvers)."),
     comment: str | None = typer.Option(None, "--comment"),
     data: str | None = typer.Option(None, "--data", help="Extra JSON for later steps."),
+    as_json: bool = json_option(),
 ) -> None:
     """Reject: publishes an interlock.approval.decided message."""
-    _decide(Verdict.REJECTED, approval_id, by, comment, data)
+    from schemas.decisions import Verdict
+
+    _decide(Verdict.REJECTED, approval_id, by, comment, data, as_json)
 
 
 def cancel(
     execution: str = typer.Argument(..., help="Execution id (or a unique prefix)."),
     reason: str | None = typer.Option(None, "--reason"),
     wait: float = typer.Option(10.0, help="Seconds to wait for the resumer to confirm."),
+    as_json: bool = json_option(),
 ) -> None:
     """Cancel a running or paused execution (sends an interlock.execution.cancel command)."""
+    import asyncio
+    import time
 
-    async def go() -> str:
+    from interlock.bus.topology import CANCEL_TYPE, ExchangeName
+    from interlock.cli.common import database
+    from interlock.cli.executions import resolve
+    from interlock.cli.publish import build_event, send_event
+    from interlock.store.executions import Executions
+    from schemas.status import ExecutionStatus
+
+    async def go() -> tuple[str, str, bool]:
         async with database(settings()) as sessions:
             async with sessions() as session:
                 execution_id = await resolve(session, execution)
@@ -134,8 +176,14 @@ def cancel(
                 async with sessions() as session:
                     record = await Executions(session).load(execution_id)
                 if record is not None and record.status is ExecutionStatus.CANCELLED:
-                    return f"cancelled {execution_id}"
+                    return str(execution_id), record.status.value, True
                 await asyncio.sleep(0.1)
-            return f"cancel of {execution_id} sent; no resumer confirmed it within {wait:g}s"
+            return str(execution_id), record.status.value if record else "unknown", False
 
-    typer.echo(run(go()))
+    execution_id, status, confirmed = run(go())
+    if as_json:
+        emit_json({"execution_id": execution_id, "confirmed": confirmed, "status": status})
+    elif confirmed:
+        typer.echo(f"cancelled {execution_id}")
+    else:
+        typer.echo(f"cancel of {execution_id} sent; no resumer confirmed it within {wait:g}s")

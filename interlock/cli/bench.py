@@ -11,12 +11,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
-from sqlalchemy.exc import DBAPIError
 
-from interlock.benchmark import report
 from interlock.benchmark.config import FULL, QUICK, BenchConfig, Scenario
-from interlock.benchmark.progress import Progress
-from interlock.benchmark.runner import run_bench
 from interlock.cli.common import EXIT_UNAVAILABLE, fail, run, settings
 
 T = TypeVar("T")
@@ -120,6 +116,12 @@ def bench(
 
     Prints a table and a JSON document; the JSON also goes to a file.
     """
+    from sqlalchemy.exc import DBAPIError
+
+    from interlock.benchmark import report
+    from interlock.benchmark.progress import Progress
+    from interlock.benchmark.runner import run_bench
+
     overrides: dict[str, Any] = {
         "executions": executions,
         "graph_executions": graph_executions,

@@ -1,22 +1,24 @@
-"""What every CLI command shares: settings, async entry, output helpers, exit codes."""
+"""What every CLI command shares: settings, async entry, output helpers, exit codes.
+
+Imports stay light here and in every command module: `interlock --help` and the listings load
+no broker client, ORM, CEL or pydantic model; a command imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-import orjson
 import typer
-from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from interlock.settings import Settings, masked
-from interlock.store.engine import create_engine, create_sessionmaker
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from interlock.settings import Settings
 
 T = TypeVar("T")
 
@@ -25,6 +27,8 @@ EXIT_UNAVAILABLE = 3  # the database or the broker cannot be reached
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
+    import asyncio
+
     return asyncio.run(coro)
 
 
@@ -34,6 +38,10 @@ def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
 
 
 def settings() -> Settings:
+    from pydantic import ValidationError
+
+    from interlock.settings import Settings
+
     try:
         return Settings()
     except ValidationError as exc:
@@ -42,6 +50,8 @@ def settings() -> Settings:
 
 def settings_problems(exc: ValidationError) -> str:
     """One line: each bad setting as `INTERLOCK_NAME=value: why`, passwords masked."""
+    from interlock.urls import masked
+
     problems = []
     for error in exc.errors(include_url=False):
         name = "_".join(["INTERLOCK", *(str(part).upper() for part in error["loc"])])
@@ -52,24 +62,39 @@ def settings_problems(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
+def database_problem(where: str, exc: BaseException) -> NoReturn:
+    """Exit 3 with one line: which database, why, and a hint when it is not migrated yet."""
+    cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    hint = " (run `interlock migrate` first?)" if "does not exist" in cause else ""
+    fail(f"cannot use the database at {where}: {cause}{hint}", EXIT_UNAVAILABLE)
+
+
 @asynccontextmanager
 async def database(s: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    from sqlalchemy.exc import DBAPIError
+
+    from interlock.store.engine import create_engine, create_sessionmaker
+
     engine = create_engine(s.database, application_name="interlock-cli")
     try:
         yield create_sessionmaker(engine)
     except (OSError, DBAPIError) as exc:
-        where = engine.url.render_as_string()
-        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        hint = " (run `interlock migrate` first?)" if "does not exist" in cause else ""
-        fail(f"cannot use the database at {where}: {cause}{hint}", EXIT_UNAVAILABLE)
+        database_problem(engine.url.render_as_string(), exc)
     finally:
         await engine.dispose()
 
 
 def emit_json(value: Any) -> None:
+    import orjson
+
     sys.stdout.write(
         orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n"
     )
+
+
+def json_option() -> Any:
+    """`--json`: the command prints one JSON document on stdout instead of text."""
+    return typer.Option(False, "--json", help="Print JSON (shapes: README, JSON output).")
 
 
 def when(value: datetime | None) -> str:
@@ -83,3 +108,8 @@ def table(headers: list[str], rows: list[list[str]]) -> None:
     typer.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for row in rows:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def command_group(help_text: str) -> typer.Typer:
+    """A group of subcommands (`interlock executions ...`), with help in plain text."""
+    return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=None)

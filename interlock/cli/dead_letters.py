@@ -10,27 +10,25 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aio_pika
 import typer
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from interlock.bus import topology
-from interlock.bus.connection import connect
-from interlock.bus.dead_letter import (
-    BROKER_HEADERS,
-    DEAD_AT,
-    DETAIL,
-    ORIGINAL_EXCHANGE,
-    ORIGINAL_ROUTING_KEY,
-    REASON,
-    SERVICE,
+from interlock.cli.common import (
+    EXIT_UNAVAILABLE,
+    command_group,
+    emit_json,
+    fail,
+    json_option,
+    run,
+    settings,
+    table,
 )
-from interlock.bus.topology import RETRY_DELAY, QueueName
-from interlock.cli.common import EXIT_UNAVAILABLE, emit_json, fail, run, settings, table
 
-app = typer.Typer(help="Messages that could not be processed.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+
+app = command_group("Messages that could not be processed.")
 _LIMIT = 10_000
 
 
@@ -40,6 +38,15 @@ class Letter:
     message: AbstractIncomingMessage
 
     def summary(self) -> dict[str, Any]:
+        from interlock.bus.dead_letter import (
+            DEAD_AT,
+            DETAIL,
+            ORIGINAL_EXCHANGE,
+            ORIGINAL_ROUTING_KEY,
+            REASON,
+            SERVICE,
+        )
+
         h = self.message.headers or {}
         return {
             "number": self.number,
@@ -79,6 +86,10 @@ def _death_field(headers: dict[str, Any], field: str) -> str | None:
 
 @asynccontextmanager
 async def _browse() -> AsyncIterator[tuple[AbstractChannel, AbstractQueue, list[Letter]]]:
+    from interlock.bus import topology
+    from interlock.bus.connection import connect
+    from interlock.bus.topology import QueueName
+
     s = settings()
     try:
         connection = await connect(s.amqp.url, name="interlock-cli")
@@ -103,7 +114,7 @@ async def _browse() -> AsyncIterator[tuple[AbstractChannel, AbstractQueue, list[
 
 
 @app.command("list")
-def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def list_(as_json: bool = json_option()) -> None:
     """Dead letters, oldest first, with why they died and who gave up."""
 
     async def go() -> list[dict[str, Any]]:
@@ -131,8 +142,11 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
 
 
 @app.command()
-def show(number: int = typer.Argument(..., min=1)) -> None:
-    """One dead letter in full: headers and body."""
+def show(
+    number: int = typer.Argument(..., min=1),
+    as_json: bool = typer.Option(True, "--json", help="Print JSON (always: this is the shape)."),
+) -> None:
+    """One dead letter in full: headers and body, as JSON."""
 
     async def go() -> dict[str, Any]:
         async with _browse() as (_, _, letters):
@@ -157,22 +171,37 @@ def show(number: int = typer.Argument(..., min=1)) -> None:
 def replay(
     number: int | None = typer.Argument(None, min=1, help="Which dead letter (see list)."),
     all_: bool = typer.Option(False, "--all", help="Replay every dead letter."),
+    as_json: bool = json_option(),
 ) -> None:
-    """Send dead letters back to their original exchange and routing key."""
+    """Send dead letters back to their original exchange and routing key.
+
+    On a terminal, --all reports its progress on stderr about once a second.
+    """
+    import aio_pika
+
+    from interlock.benchmark.progress import Progress
+    from interlock.bus.dead_letter import BROKER_HEADERS
+    from interlock.bus.topology import RETRY_DELAY
+
     if (number is None) == (not all_):
         fail("give a dead letter number or --all (not both)")
+    progress = Progress.on_terminal()
 
-    async def go() -> int:
+    async def go() -> tuple[list[int], list[int]]:
         async with _browse() as (publish_channel, _, letters):
             chosen = letters if all_ else [x for x in letters if x.number == number]
             if not chosen:
                 fail(f"there are {len(letters)} dead letters; no #{number}")
-            replayed = 0
-            for letter in chosen:
+            replayed: list[int] = []
+            kept: list[int] = []
+            for done, letter in enumerate(chosen):
+                if all_:
+                    progress.count("replay", done, len(chosen), "dead letters")
                 info = letter.summary()
                 exchange_name = info["original_exchange"]
                 if not exchange_name:
                     typer.echo(f"#{letter.number}: no original exchange recorded; kept", err=True)
+                    kept.append(letter.number)
                     continue
                 exchange = await publish_channel.get_exchange(exchange_name, ensure=False)
                 headers = {
@@ -191,14 +220,22 @@ def replay(
                     routing_key=info["original_routing_key"] or "",
                 )
                 await letter.message.ack()  # only after the broker confirmed the republish
-                replayed += 1
-            return replayed
+                replayed.append(letter.number)
+            if all_:
+                progress.count("replay", len(chosen), len(chosen), "dead letters")
+            return replayed, kept
 
-    typer.echo(f"replayed {run(go())} dead letter(s)")
+    replayed, kept = run(go())
+    if as_json:
+        emit_json({"replayed": len(replayed), "numbers": replayed, "kept": kept})
+        return
+    typer.echo(f"replayed {len(replayed)} dead letter(s)")
 
 
 @app.command()
-def purge(yes: bool = typer.Option(False, "--yes", help="Do not ask.")) -> None:
+def purge(
+    yes: bool = typer.Option(False, "--yes", help="Do not ask."), as_json: bool = json_option()
+) -> None:
     """Delete every dead letter."""
     if not yes:
         typer.confirm("Delete every dead letter?", abort=True)
@@ -210,4 +247,8 @@ def purge(yes: bool = typer.Option(False, "--yes", help="Do not ask.")) -> None:
             result = await queue.purge()
             return len(letters) + int(result.message_count or 0)
 
-    typer.echo(f"purged {run(go())} dead letter(s)")
+    purged = run(go())
+    if as_json:
+        emit_json({"purged": purged})
+        return
+    typer.echo(f"purged {purged} dead letter(s)")

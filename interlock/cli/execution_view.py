@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import orjson
 import typer
 
 from interlock.cli.common import table, when
-from interlock.store.approvals import ApprovalRecord
-from interlock.store.executions import ExecutionRecord, ItemRecord, StepRecord, TransitionRecord
-from interlock.store.tables import ApprovalStatus
-from interlock.store.timers import TimerRecord
-from schemas.status import ExecutionStatus
+from interlock.estimate import Eta, History, Progress, eta, step_progress
+from interlock.estimate import span as human_span
+from interlock.store.records import (
+    ApprovalRecord,
+    ExecutionRecord,
+    ItemRecord,
+    StepRecord,
+    TimerRecord,
+    TransitionRecord,
+)
+from schemas.status import ApprovalStatus, ExecutionStatus
 
 BAR_WIDTH: Final = 30
-_FINISHED: Final = frozenset({"completed", "skipped", "failed", "cancelled"})
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,19 @@ class Detail:
     transitions: list[TransitionRecord]
     approvals: list[ApprovalRecord]
     timers: list[TimerRecord]
+    history: History | None = None  # durations of completed executions of its version
+
+
+def execution_eta(e: ExecutionRecord, history: History | None, now: datetime) -> Eta | None:
+    return eta(started_at=e.started_at, history=history, now=now, finished=e.status.is_terminal)
+
+
+def listed_json(e: ExecutionRecord, progress: Progress, estimate: Eta | None) -> dict[str, Any]:
+    """`executions list --json`: the summary, plus progress and ETA."""
+    return summary_json(e) | {
+        "progress": progress.as_json(),
+        "eta": estimate.as_json() if estimate else None,
+    }
 
 
 def summary_json(e: ExecutionRecord) -> dict[str, Any]:
@@ -113,7 +131,7 @@ def peak(records: Any) -> int:
     return best
 
 
-def detail_json(d: Detail) -> dict[str, Any]:
+def detail_json(d: Detail, now: datetime) -> dict[str, Any]:
     e = d.execution
     steps = []
     for step_id, needs, kind in d.steps:
@@ -122,10 +140,11 @@ def detail_json(d: Detail) -> dict[str, Any]:
         if record is not None and record.items is not None:
             entry |= _items_json(e.items.get(step_id, {}), len(record.items))
         steps.append(entry)
-    done = sum(1 for s in steps if s["status"] in _FINISHED)
+    estimate = execution_eta(e, d.history, now)
     return summary_json(e) | {
         "event": e.event,
-        "progress": {"done": done, "total": len(steps)},
+        "progress": step_progress(steps).as_json(),
+        "eta": estimate.as_json() if estimate else None,
         "waiting": waiting_json(d),
         "steps": steps,
         "transitions": [
@@ -150,7 +169,10 @@ def print_detail(d: dict[str, Any], now: datetime) -> None:
     echo(f"event      {d['event'].get('type')} {d['event'].get('source')}/{d['event'].get('id')}")
     echo(f"created    {d['created_at']}")
     echo(f"started    {d['started_at'] or '-'}   finished {d['finished_at'] or '-'}")
-    echo(f"progress   {d['progress']['done']}/{d['progress']['total']} steps")
+    p = d["progress"]
+    echo(f"progress   {p['done']}/{p['total']} steps ({p['percent']:g}%)")
+    if d["eta"]:
+        echo(f"eta        {eta_text(d['eta'])}")
     if d["waiting"]:
         w = d["waiting"]
         echo(f"waiting    {w['reason']} since {w['since']} at step {w.get('step')}")
@@ -181,6 +203,14 @@ def print_detail(d: dict[str, Any], now: datetime) -> None:
         if t["item"] is not None:
             who += f"[{t['item']}]"
         echo(f"  {t['at']}  {who}: {t['from'] or '-'} -> {t['to']}  ({t['cause']})")
+
+
+def eta_text(e: dict[str, Any]) -> str:
+    """The ETA line of `executions show`, from its JSON."""
+    basis = f"median of {e['samples']} completed run(s) of this version"
+    if e["overdue"]:
+        return f"overdue: expected by {e['at']} ({basis})"
+    return f"about {human_span(timedelta(seconds=e['remaining_s']))} left, at {e['at']} ({basis})"
 
 
 def _status(s: dict[str, Any]) -> str:

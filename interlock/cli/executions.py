@@ -1,38 +1,45 @@
-"""`interlock executions list|show`."""
+"""`interlock executions list|show|retry`."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from interlock.cli.common import database, emit_json, fail, run, settings, table, when
-from interlock.cli.execution_view import Detail, detail_json, print_detail, summary_json
-from interlock.clock import Clock
-from interlock.database_clock import DatabaseClock
-from interlock.definitions import VersionCache
-from interlock.engine.inputs import Input, RetryFrom
-from interlock.engine.state import ExecutionState
-from interlock.engine.writes import ExecutionWrite
-from interlock.steering import Steering
-from interlock.store.apply import Applied, apply_one
-from interlock.store.approvals import Approvals
-from interlock.store.engine import raw_connection
-from interlock.store.executions import ExecutionRecord, Executions
-from interlock.store.ownership import lock_class
-from interlock.store.timers import Timers
-from interlock.store.workflows import Workflows
-from schemas.compiled import compile_workflow
+from interlock.cli.common import (
+    command_group,
+    emit_json,
+    fail,
+    json_option,
+    run,
+    settings,
+    table,
+    when,
+)
 from schemas.status import ExecutionStatus
-from schemas.steps import ApprovalStep, Step, WaitStep
-from schemas.workflow import Workflow
 
-app = typer.Typer(help="Executions and their step timelines.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from interlock.cli.execution_view import Detail
+    from interlock.clock import Clock
+    from interlock.database_clock import DatabaseClock
+    from interlock.engine.inputs import Input
+    from interlock.engine.state import ExecutionState
+    from interlock.estimate import History
+    from interlock.steering import Steering
+    from interlock.store.listings import Listed
+    from schemas.steps import Step
+
+app = command_group("Executions and their step timelines.")
 
 
 async def resolve(session: AsyncSession, ident: str) -> UUID:
+    from interlock.store.executions import Executions
+
     try:
         return UUID(ident)
     except ValueError:
@@ -46,6 +53,15 @@ async def resolve(session: AsyncSession, ident: str) -> UUID:
 
 
 async def load_detail(session: AsyncSession, execution_id: UUID) -> Detail | None:
+    from interlock.cli.execution_view import Detail
+    from interlock.store.approvals import Approvals
+    from interlock.store.executions import Executions
+    from interlock.store.listings import durations
+    from interlock.store.timers import Timers
+    from interlock.store.workflows import Workflows
+    from schemas.compiled import compile_workflow
+    from schemas.workflow import Workflow
+
     e = await Executions(session).load(execution_id)
     if e is None:
         return None
@@ -56,12 +72,16 @@ async def load_detail(session: AsyncSession, execution_id: UUID) -> Detail | Non
         steps = [(s.id, s.needs, _kind(s.spec)) for s in compiled.steps]
     known = {step_id for step_id, _, _ in steps}
     steps += [(sid, (), "?") for sid in e.steps if sid not in known]
+    raw = await (await session.connection()).get_raw_connection()
+    assert raw.driver_connection is not None
+    history = (await durations(raw.driver_connection, [e.version_id])).get(e.version_id)
     return Detail(
         execution=e,
         steps=steps,
         transitions=await Executions(session).transitions(execution_id),
         approvals=await Approvals(session).for_execution(execution_id),
         timers=await Timers(session).for_execution(execution_id),
+        history=history,
     )
 
 
@@ -73,67 +93,99 @@ def list_(
     stuck: bool = typer.Option(
         False, "--stuck", help="Only executions no live executor owns, untouched for a while."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = json_option(),
 ) -> None:
-    """The most recent executions, newest first."""
+    """The most recent executions, newest first, with progress and ETA of unfinished ones."""
+    from interlock.cli.execution_view import execution_eta, listed_json
+    from interlock.cli.quick_db import connection
+    from interlock.store.listings import durations, recent_executions
 
-    async def go() -> list[ExecutionRecord]:
-        s = settings()
-        async with database(s) as sessions, sessions() as session:
-            if stuck:
-                now = (await database_clock(sessions)).now()
-                return await Executions(session).stuck(
-                    now=now,
-                    older_than=now - s.resumer.stuck_after,
-                    lock_class=lock_class(s.namespace),
-                    limit=limit,
-                )
-            return await Executions(session).recent(workflow=workflow, status=status, limit=limit)
+    ids = run(_stuck_ids(limit)) if stuck else None
 
-    rows = run(go())
+    async def go() -> tuple[list[Listed], dict[int, History], datetime]:
+        async with connection() as conn:
+            rows = await recent_executions(
+                conn, workflow=workflow, status=status, limit=limit, ids=ids
+            )
+            live = [r.execution.version_id for r in rows if not r.execution.status.is_terminal]
+            # ETAs on the database's clock, like everything else (one clock)
+            now: datetime = await conn.fetchval("SELECT clock_timestamp()")
+            return rows, await durations(conn, live), now
+
+    rows, history, now = run(go())
+    if ids is not None:  # the reconciler's order: longest untouched first
+        order = {execution_id: n for n, execution_id in enumerate(ids)}
+        rows.sort(key=lambda r: order[r.execution.id])
+    etas = [execution_eta(r.execution, history.get(r.execution.version_id), now) for r in rows]
     if as_json:
-        emit_json([summary_json(r) for r in rows])
+        pairs = zip(rows, etas, strict=True)
+        emit_json([listed_json(r.execution, r.progress, e) for r, e in pairs])
         return
     table(
-        ["id", "workflow", "status", "event", "created", "error"],
+        ["id", "workflow", "status", "event", "created", "error", "progress", "eta"],
         [
             [
-                str(r.id),
-                f"{r.workflow} v{r.version}",
-                r.status.value,
-                str(r.event.get("type")),
-                when(r.created_at),
-                (r.error or "")[:60],
+                str(r.execution.id),
+                f"{r.execution.workflow} v{r.execution.version}",
+                r.execution.status.value,
+                str(r.execution.event.get("type")),
+                when(r.execution.created_at),
+                (r.execution.error or "")[:60],
+                f"{r.progress.percent:g}%",
+                e.text() if e else "-",
             ]
-            for r in rows
+            for r, e in zip(rows, etas, strict=True)
         ],
     )
+
+
+async def _stuck_ids(limit: int) -> list[UUID]:
+    """What the reconciler counts as stuck, by the reconciler's own statement."""
+    from interlock.cli.common import database
+    from interlock.store.ownership import lock_class
+    from interlock.store.stuck import stuck_ids
+
+    s = settings()
+    async with database(s) as sessions, sessions() as session:
+        now = (await database_clock(sessions)).now()
+        conn = await session.connection()
+        return await stuck_ids(
+            conn,
+            now=now,
+            older_than=now - s.resumer.stuck_after,
+            lock_class=lock_class(s.namespace),
+            limit=limit,
+        )
 
 
 @app.command()
 def show(
     execution: str = typer.Argument(..., help="Execution id (or a unique prefix)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = json_option(),
 ) -> None:
-    """An execution: status, why it waits, step timeline with outputs and errors, audit trail."""
+    """An execution: status, progress and ETA, why it waits, step timeline, audit trail."""
+    from interlock.cli.common import database
+    from interlock.cli.execution_view import detail_json, print_detail
 
-    async def go() -> tuple[Detail | None, Clock]:
+    async def go() -> tuple[Detail | None, datetime]:
         async with database(settings()) as sessions:
-            clock = await database_clock(sessions)
+            now = (await database_clock(sessions)).now()
             async with sessions() as session:
-                return await load_detail(session, await resolve(session, execution)), clock
+                return await load_detail(session, await resolve(session, execution)), now
 
-    detail, clock = run(go())
+    detail, now = run(go())
     if detail is None:
         fail(f"no execution {execution!r}")
-    data = detail_json(detail)
+    data = detail_json(detail, now)
     if as_json:
         emit_json(data)
         return
-    print_detail(data, clock.now())
+    print_detail(data, now)
 
 
 def _kind(spec: Step) -> str:
+    from schemas.steps import ApprovalStep, WaitStep
+
     if isinstance(spec, ApprovalStep):
         return "approval"
     if isinstance(spec, WaitStep):
@@ -147,13 +199,16 @@ def retry(
     from_step: str | None = typer.Option(
         None, "--from", help="Re-run from this step (default: the steps that failed)."
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Re-run a failed or cancelled execution from its failed (or the named) step.
 
     Completed steps before it keep their checkpoints and are not run again.
     """
+    from interlock.cli.common import database
+    from interlock.engine.writes import ExecutionWrite
 
-    async def go() -> str:
+    async def go() -> tuple[UUID, list[str]]:
         async with database(settings()) as sessions:
             async with sessions() as session:
                 execution_id = await resolve(session, execution)
@@ -164,12 +219,20 @@ def retry(
             if steered.decision.refused is not None:
                 fail(steered.decision.refused)
             cause = next(op.cause for op in steered.decision.ops if isinstance(op, ExecutionWrite))
-            return f"retrying {execution_id} " + cause.removeprefix("retry ").split(" (")[0]
+            # the core's cause reads "retry from step a, b (interlock executions retry)"
+            label = cause.removeprefix("retry from step ").split(" (")[0]
+            return execution_id, label.split(", ")
 
-    typer.echo(run(go()))
+    execution_id, starts = run(go())
+    if as_json:
+        emit_json({"execution_id": str(execution_id), "status": "pending", "from_steps": starts})
+        return
+    typer.echo(f"retrying {execution_id} from step {', '.join(starts)}")
 
 
 def _retry_from(step_id: str | None) -> Callable[[ExecutionState], Awaitable[Input]]:
+    from interlock.engine.inputs import RetryFrom
+
     async def make(state: ExecutionState) -> Input:
         return RetryFrom(step_id)
 
@@ -178,6 +241,8 @@ def _retry_from(step_id: str | None) -> Callable[[ExecutionState], Awaitable[Inp
 
 async def database_clock(sessions: async_sessionmaker[AsyncSession]) -> DatabaseClock:
     """The database's time (measured once): what the CLI writes and compares, as services do."""
+    from interlock.database_clock import DatabaseClock
+
     clock = DatabaseClock()
     await clock.sync(sessions.kw["bind"])
     return clock
@@ -185,6 +250,13 @@ async def database_clock(sessions: async_sessionmaker[AsyncSession]) -> Database
 
 def steering(sessions: async_sessionmaker[AsyncSession], clock: Clock) -> Steering:
     """The CLI changes executions the way the resumer does: through the core and write path."""
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from interlock.definitions import VersionCache
+    from interlock.steering import Steering
+    from interlock.store.apply import Applied, apply_one
+    from interlock.store.engine import raw_connection
+
     engine: AsyncEngine = sessions.kw["bind"]
 
     async def apply(execution_id: UUID | None, body: str) -> Applied:

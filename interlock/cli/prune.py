@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import typer
 
-from interlock.cli.common import database, emit_json, fail, run, settings, table
-from interlock.store import retention
-from schemas.durations import format_duration, parse_duration
+from interlock.cli.common import database, emit_json, fail, json_option, run, settings, table
+
+if TYPE_CHECKING:
+    from interlock.store.retention import Counts
 
 
 def _age(value: str) -> timedelta:
+    from schemas.durations import parse_duration
+
     try:
         age = parse_duration(value)
     except ValueError as exc:
@@ -29,7 +33,7 @@ def prune(
         help="Age, e.g. 30d, 12h, PT1H: executions finished longer ago than this go.",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Count what would go; delete nothing."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = json_option(),
     batch: int = typer.Option(500, min=1, max=100_000, help="Executions deleted per transaction."),
 ) -> None:
     """Delete completed, failed and cancelled executions finished before the cutoff.
@@ -37,9 +41,12 @@ def prune(
     Their steps, items, audit trail, timers, approvals and decisions go with them, a batch
     at a time. Pending, running and paused executions are never touched.
     """
+    from interlock.store import retention
+    from schemas.durations import format_duration
+
     age = _age(finished_before)
 
-    async def go() -> tuple[datetime, retention.Counts]:
+    async def go() -> tuple[datetime, Counts]:
         async with database(settings()) as sessions:
             engine = sessions.kw["bind"]
             before = await retention.cutoff(engine, age)
@@ -61,6 +68,6 @@ def prune(
     table(["table", what], [[t, str(counts[t])] for t in retention.TABLES])
 
 
-def _progress(total: retention.Counts) -> None:
+def _progress(total: Counts) -> None:
     shown = ", ".join(f"{n} {t}" for t, n in total.items() if n)
     typer.echo(f"\rpruned {shown or 'nothing yet'}", err=True, nl=False)

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
-import orjson
 import typer
-from pydantic import ValidationError
 
-from interlock.bus import topology
-from interlock.bus.codec import encode_cloudevent
-from interlock.bus.connection import connect
-from interlock.bus.publisher import Publisher
-from interlock.bus.topology import ExchangeName
-from interlock.cli.common import EXIT_UNAVAILABLE, fail, run, settings
-from schemas.cloudevent import CloudEvent
+from interlock.cli.common import EXIT_UNAVAILABLE, emit_json, fail, json_option, run, settings
+
+if TYPE_CHECKING:
+    from interlock.bus.topology import ExchangeName
+    from schemas.cloudevent import CloudEvent
 
 
 async def send_event(event: CloudEvent, exchange: ExchangeName) -> None:
+    from interlock.bus import topology
+    from interlock.bus.codec import encode_cloudevent
+    from interlock.bus.connection import connect
+    from interlock.bus.publisher import Publisher
+
     s = settings()
     try:
         connection = await connect(s.amqp.url, name="interlock-cli")
@@ -35,6 +36,10 @@ async def send_event(event: CloudEvent, exchange: ExchangeName) -> None:
 
 
 def build_event(type_: str, data: Any, source: str, event_id: str | None) -> CloudEvent:
+    from pydantic import ValidationError
+
+    from schemas.cloudevent import CloudEvent
+
     try:
         return CloudEvent.model_validate(
             {
@@ -56,12 +61,20 @@ def publish(
     data: str = typer.Option("{}", "--data", help="The event's data as JSON."),
     source: str = typer.Option("interlock-cli", "--source", help="CloudEvent source."),
     event_id: str | None = typer.Option(None, "--id", help="CloudEvent id (default: a new UUID)."),
+    as_json: bool = json_option(),
 ) -> None:
     """Publish a CloudEvent to the events exchange (the router picks it up)."""
+    import orjson
+
+    from interlock.bus.topology import ExchangeName
+
     try:
         payload = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         fail(f"--data is not valid JSON: {exc}")
     event = build_event(type_, payload, source, event_id)
     run(send_event(event, ExchangeName.EVENTS))
+    if as_json:
+        emit_json({"type": event.type, "id": event.id, "source": event.source})
+        return
     typer.echo(f"published {event.type} id={event.id} source={event.source}")

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import os
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import typer
 
-from executor.secrets import Secrets, SecretsError
 from interlock.cli.common import fail, settings
-from interlock.errors import StartupFailed
-from interlock.runtime import Runtime, Service, serve
-from interlock.settings import Settings
-from interlock.telemetry.logging import configure_logging
+
+if TYPE_CHECKING:
+    from executor.secrets import Secrets
+    from interlock.runtime import Service
+    from interlock.settings import Settings
 
 
 class Which(StrEnum):
@@ -43,6 +42,8 @@ def build_services(which: Which, secrets: Secrets | None = None) -> list[Service
 
 def _secrets(s: Settings) -> Secrets:
     """The executor's secrets, read once at start; an unreadable one stops it with one line."""
+    from executor.secrets import Secrets, SecretsError
+
     try:
         return Secrets.load(s.secrets_dir, os.environ)
     except SecretsError as exc:
@@ -56,6 +57,14 @@ def run_services(
     ),
 ) -> None:
     """Run services until SIGTERM or Ctrl-C; `all` runs every service in one process."""
+    import asyncio
+    import gc
+
+    from executor.secrets import Secrets
+    from interlock.errors import StartupFailed
+    from interlock.runtime import Runtime, serve
+    from interlock.telemetry.logging import configure_logging
+
     s = settings()
     if metrics_port is not None:
         s.telemetry.port = metrics_port

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from interlock.cli.common import database, emit_json, fail, run, settings, table, when
-from interlock.store.engine import transaction
-from interlock.store.workflows import VersionRow, WorkflowRow, Workflows
+from interlock.cli.common import (
+    command_group,
+    database,
+    emit_json,
+    fail,
+    json_option,
+    run,
+    settings,
+    table,
+    when,
+)
 
-app = typer.Typer(help="Stored workflow definitions.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from interlock.store.workflows import VersionRow, WorkflowRow
+
+app = command_group("Stored workflow definitions.")
 
 
 def workflow_json(row: WorkflowRow) -> dict[str, Any]:
@@ -28,10 +39,12 @@ def workflow_json(row: WorkflowRow) -> dict[str, Any]:
 
 @app.command("list")
 def list_(
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = json_option(),
     all_: bool = typer.Option(False, "--all", help="Include deleted workflows."),
 ) -> None:
     """Workflows and their current versions."""
+
+    from interlock.store.workflows import Workflows
 
     async def go() -> list[WorkflowRow]:
         async with database(settings()) as sessions, sessions() as session:
@@ -60,9 +73,11 @@ def list_(
 def show(
     name: str,
     version: int | None = typer.Option(None, help="A version other than the current one."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = json_option(),
 ) -> None:
     """A workflow's definition as stored, and its versions."""
+
+    from interlock.store.workflows import Workflows
 
     async def go() -> list[VersionRow]:
         async with database(settings()) as sessions, sessions() as session:
@@ -98,8 +113,10 @@ def show(
 
 
 @app.command()
-def delete(name: str) -> None:
+def delete(name: str, as_json: bool = json_option()) -> None:
     """Stop matching events for a workflow; running executions finish on their version."""
+    from interlock.store.engine import transaction
+    from interlock.store.workflows import Workflows
 
     async def go() -> bool:
         async with database(settings()) as sessions, transaction(sessions) as session:
@@ -107,4 +124,7 @@ def delete(name: str) -> None:
 
     if not run(go()):
         fail(f"no active workflow named {name!r}")
+    if as_json:
+        emit_json({"name": name, "deleted": True})
+        return
     typer.echo(f"{name}: deleted")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from interlock.store.records import ApprovalRecord as ApprovalRecord
 from interlock.store.tables import Approval, ApprovalStatus, Execution, table_of
 
 _ap = table_of(Approval)
@@ -20,24 +18,6 @@ _ex = table_of(Execution)
 def new_approval_id() -> str:
     """Unguessable: whoever holds it may decide, so it is a capability, not a counter."""
     return "apr_" + secrets.token_urlsafe(24)
-
-
-@dataclass(frozen=True)
-class ApprovalRecord:
-    id: str
-    execution_id: UUID
-    step_id: str
-    status: ApprovalStatus
-    approvers: list[str] | None
-    prompt: str | None
-    expires_at: datetime
-    created_at: datetime
-    decided_at: datetime | None
-    decided_by: str | None
-    comment: str | None
-    data: Any
-    decision_id: str | None
-    workflow: str | None = None
 
 
 class Approvals:

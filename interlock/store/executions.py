@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -11,6 +10,10 @@ import orjson
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from interlock.store.records import ExecutionRecord as ExecutionRecord
+from interlock.store.records import ItemRecord as ItemRecord
+from interlock.store.records import StepRecord as StepRecord
+from interlock.store.records import TransitionRecord as TransitionRecord
 from interlock.store.stuck import stuck_ids
 from interlock.store.tables import Execution, StepRun, Transition, table_of
 from schemas.status import ExecutionStatus, PauseReason, StepStatus
@@ -18,73 +21,6 @@ from schemas.status import ExecutionStatus, PauseReason, StepStatus
 _ex = table_of(Execution)
 _step = table_of(StepRun)
 _tr = table_of(Transition)
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    step_id: str
-    position: int
-    status: StepStatus
-    attempt: int
-    output: Any
-    error: str | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    updated_at: datetime
-    waiting_for: Any = None
-    items: Any = None
-
-
-@dataclass(frozen=True)
-class ItemRecord:
-    """One for_each item's checkpoint."""
-
-    step_id: str
-    item: int
-    status: StepStatus
-    attempt: int
-    output: Any
-    error: str | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    updated_at: datetime
-    waiting_for: Any = None
-
-
-@dataclass(frozen=True)
-class ExecutionRecord:
-    id: UUID
-    workflow: str
-    version_id: int
-    version: int
-    trigger_index: int
-    status: ExecutionStatus
-    event: dict[str, Any]
-    event_source: str
-    event_id: str
-    error: str | None
-    paused_reason: PauseReason | None
-    paused_at: datetime | None
-    owner: int | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    updated_at: datetime
-    lease_expires_at: datetime | None = None
-    revision: int = 0
-    steps: dict[str, StepRecord] = field(default_factory=dict)
-    items: dict[str, dict[int, ItemRecord]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TransitionRecord:
-    id: int
-    step_id: str | None
-    item: int | None
-    from_status: str | None
-    to_status: str
-    cause: str
-    at: datetime
 
 
 _EXECUTION_COLUMNS = [c for c in _ex.c if c.name != "id"]

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from interlock.store.tables import Timer, TimerKind, table_of
+from interlock.store.records import TimerRecord as TimerRecord
+from interlock.store.tables import Timer, table_of
 
 _tm = table_of(Timer)
 # resumers LISTEN here; interlock_apply_boundary NOTIFYs it when it creates timers
 NOTIFY_CHANNEL = "interlock_timers"
-
-
-@dataclass(frozen=True)
-class TimerRecord:
-    id: int
-    execution_id: UUID
-    step_id: str
-    item: int | None
-    kind: TimerKind
-    approval_id: str | None
-    due_at: datetime
-    created_at: datetime
 
 
 class Timers:

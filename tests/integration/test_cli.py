@@ -68,7 +68,8 @@ SUMMARY_KEYS = {
     "started_at",
     "finished_at",
 }
-DETAIL_KEYS = SUMMARY_KEYS | {"progress", "waiting", "steps", "transitions"}
+LISTED_KEYS = SUMMARY_KEYS | {"progress", "eta"}
+DETAIL_KEYS = LISTED_KEYS | {"waiting", "steps", "transitions"}
 STEP_KEYS = {
     "id",
     "kind",
@@ -390,7 +391,7 @@ async def test_executions_list_and_show_describe_finished_runs(
     )
     listed = everything.json()
     assert [e["id"] for e in listed] == [str(other.id), str(bad.id), str(ok.id)]
-    assert all(e.keys() == SUMMARY_KEYS for e in listed)
+    assert all(e.keys() == LISTED_KEYS for e in listed)
     summary = listed[-1]
     assert summary["workflow"] == "orders"
     assert summary["version"] == 1
@@ -405,7 +406,8 @@ async def test_executions_list_and_show_describe_finished_runs(
     assert shown.keys() == DETAIL_KEYS
     assert shown["status"] == "completed"
     assert shown["event"]["data"] == {"qty": 3}
-    assert shown["progress"] == {"done": 2, "total": 2}
+    assert shown["progress"] == {"done": 2, "total": 2, "percent": 100.0}
+    assert shown["eta"] is None  # finished
     assert shown["waiting"] is None
     assert all(s.keys() == STEP_KEYS for s in shown["steps"])
     price, check = shown["steps"]
@@ -471,7 +473,8 @@ async def test_paused_execution_says_what_it_waits_for_and_approve_completes_it(
             shown(cli, execution.id), cli("approvals", "list", "--json")
         )
         assert detail["status"] == "paused"
-        assert detail["progress"] == {"done": 0, "total": 2}
+        assert detail["progress"] == {"done": 0, "total": 2, "percent": 0.0}
+        assert detail["eta"] is None  # no refund has completed before
         waiting = detail["waiting"]
         assert waiting["reason"] == "approval"
         assert waiting["prompt"] == "Refund 250?"
@@ -542,3 +545,76 @@ async def test_publish_with_malformed_data_exits_2_naming_the_option(cli: Cli) -
     assert refused.code == 2, refused
     assert "--data" in refused.stderr
     assert "published" not in refused.stdout
+
+
+# --- JSON output of the commands that change things ------------------------------------------
+
+
+async def test_commands_that_change_things_print_json_of_what_they_did(
+    settings: Settings, cli: Cli, tmp_path: Path
+) -> None:
+    path = write(tmp_path / "refund.yaml", REFUND)
+    assert (await cli("apply", str(path), "--json")).json() == [
+        {"name": "refund", "version": 1, "changed": True, "path": str(path)}
+    ]
+    assert (await cli("apply", str(path), "--json")).json()[0]["changed"] is False
+    assert (await cli("migrate", "--json")).json() == {
+        "created_database": False,
+        "up_to_date": True,
+    }
+    async with running(settings) as h:
+        await h.apply(REFUND)
+        sent = await cli(
+            "publish", "refund.requested", "--data", '{"amount": 5}', "--id", "j-1", "--json"
+        )
+        assert sent.json() == {"type": "refund.requested", "id": "j-1", "source": "interlock-cli"}
+        (first,) = await h.executions_for("j-1")
+        await h.wait_status(first.id, ExecutionStatus.PAUSED)
+        second, third = await paused(h, 6), await paused(h, 7)
+        approval_of = {
+            a["execution_id"]: a["approval_id"] for a in await cli.json("approvals", "list")
+        }
+
+        approved = (
+            await cli("approve", approval_of[str(first.id)], "--by", "alice", "--json")
+        ).json()
+        assert approved.keys() == {"approval_id", "decision", "decided_by", "decision_id"}
+        assert approved["approval_id"] == approval_of[str(first.id)]
+        assert (approved["decision"], approved["decided_by"]) == ("approved", "alice")
+        rejected = (
+            await cli("reject", approval_of[str(second.id)], "--by", "bob", "--json")
+        ).json()
+        assert (rejected["decision"], rejected["decided_by"]) == ("rejected", "bob")
+        assert rejected["decision_id"] != approved["decision_id"]
+        done = await h.wait_status(first.id, ExecutionStatus.COMPLETED)
+        assert done.steps["pay"].output == {"paid": 5}
+        declined = await h.wait_status(second.id, ExecutionStatus.COMPLETED)
+        assert declined.steps["finance"].output["decision"] == "rejected"
+
+        cancelled = (await cli("cancel", str(third.id), "--json")).json()
+        assert cancelled == {
+            "execution_id": str(third.id),
+            "confirmed": True,
+            "status": "cancelled",
+        }
+        retried = (await cli("executions", "retry", str(third.id)[:8], "--json")).json()
+        assert retried == {
+            "execution_id": str(third.id),
+            "status": "pending",
+            "from_steps": ["finance"],
+        }
+        await h.wait_status(third.id, ExecutionStatus.PAUSED)  # waiting for a person again
+
+    assert (await cli("workflows", "delete", "refund", "--json")).json() == {
+        "name": "refund",
+        "deleted": True,
+    }
+
+
+async def test_with_json_an_error_is_still_one_line_on_stderr_and_its_exit_code(cli: Cli) -> None:
+    missing = await cli("workflows", "delete", "nothing", "--json")
+    assert (missing.code, missing.stdout) == (2, "")
+    assert missing.stderr == "error: no active workflow named 'nothing'\n"
+    bad = await cli("publish", "x.y", "--data", "{", "--json")
+    assert (bad.code, bad.stdout) == (2, "")
+    assert bad.stderr.startswith("error: --data is not valid JSON")

@@ -153,12 +153,13 @@ async def test_dead_letters_can_be_listed_shown_replayed_and_purged(
         # listing and showing put every letter back, in order
         assert len((await cli("dead-letters", "list", "--json")).json()) == 3
 
-        replayed = await cli("dead-letters", "replay", "1")
-        assert replayed.code == 0, replayed
+        replayed = await cli("dead-letters", "replay", "1", "--json")
+        assert replayed.json() == {"replayed": 1, "numbers": [1], "kept": []}
+        assert replayed.stderr == ""  # no progress lines: stderr is no terminal here
         # replayed to the events exchange, it is dead again, now at the back of the queue
         later = await eventually(three, within=20, interval=0.3, what="the replay to die again")
         assert [r["reason"] for r in later][-1] == "malformed_json"
 
-        purged = await cli("dead-letters", "purge", "--yes")
-        assert purged.code == 0, purged
+        purged = await cli("dead-letters", "purge", "--yes", "--json")
+        assert purged.json() == {"purged": 3}
         assert (await cli("dead-letters", "list", "--json")).json() == []

@@ -15,10 +15,11 @@ from pydantic import ValidationError
 
 from interlock.cli.common import settings_problems
 from interlock.errors import StartupFailed
-from interlock.settings import AmqpSettings, DatabaseSettings, Settings, masked
+from interlock.settings import AmqpSettings, DatabaseSettings, Settings
 from interlock.startup import listen, reach, setting_file
 from interlock.telemetry.http import HealthServer
 from interlock.telemetry.metrics import Metrics
+from interlock.urls import masked
 
 URL = "amqp://guest:s3cret@broker.internal:5672/"
 
