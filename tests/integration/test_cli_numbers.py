@@ -7,7 +7,7 @@ prints is known beforehand.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -42,7 +42,6 @@ steps:
   - {id: note, action: log, with: {message: audited}}
 """
 
-NOW = datetime.now(UTC)
 SECOND = timedelta(seconds=1)
 
 
@@ -135,9 +134,10 @@ async def seed_approval(
 async def test_stats_count_rate_and_time_what_was_created_in_the_window(
     cli: Cli, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
+    now = await db_now(db)  # the clock the CLI reads (one clock), at this test's start
     versions = await applied(cli, db, tmp_path, ORDERS, REFUND)
     orders, refund = versions["orders"], versions["refund"]
-    hour_ago = NOW - timedelta(hours=1)
+    hour_ago = now - timedelta(hours=1)
     for seconds in (10, 20, 30, 40):
         await seed(db, "orders", orders, "completed", created=hour_ago, took=seconds * SECOND)
     for _ in range(2):
@@ -145,7 +145,7 @@ async def test_stats_count_rate_and_time_what_was_created_in_the_window(
         await seed(db, "orders", orders, "failed", created=hour_ago, took=5 * SECOND, steps=failed)
     await seed(db, "orders", orders, "running", created=hour_ago, steps={"price": "completed"})
     # three days old: outside the default 24 hours
-    await seed(db, "orders", orders, "failed", created=NOW - timedelta(days=3), took=SECOND)
+    await seed(db, "orders", orders, "failed", created=now - timedelta(days=3), took=SECOND)
     for (status, waited), execution_status in zip(
         [("approved", 60), ("rejected", 120), ("pending", 0)],
         ["completed", "completed", "paused"],
@@ -219,6 +219,11 @@ async def test_stats_refuse_a_window_they_cannot_read(cli: Cli) -> None:
     assert refused.stdout == ""
 
 
+async def db_now(db: asyncpg.Connection) -> datetime:
+    now: datetime = await db.fetchval("SELECT clock_timestamp()")
+    return now
+
+
 def _eta_near(eta: dict[str, Any], remaining: float) -> None:
     # the CLI reads its own clock a moment after the seed: allow for a slow, busy machine
     assert eta["overdue"] is False
@@ -228,8 +233,9 @@ def _eta_near(eta: dict[str, Any], remaining: float) -> None:
 async def test_running_executions_show_progress_and_an_eta_from_earlier_runs_of_their_version(
     cli: Cli, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
+    now = await db_now(db)  # the clock the CLI reads (one clock), at this test's start
     versions = await applied(cli, db, tmp_path, ORDERS, AUDIT)
-    day_ago = NOW - timedelta(days=1)
+    day_ago = now - timedelta(days=1)
     for seconds in (60, 120, 600):  # median 120 s
         await seed(
             db, "orders", versions["orders"], "completed", created=day_ago, took=seconds * SECOND
@@ -240,13 +246,13 @@ async def test_running_executions_show_progress_and_an_eta_from_earlier_runs_of_
         "orders",
         versions["orders"],
         "running",
-        created=NOW - 31 * SECOND,
+        created=now - 31 * SECOND,
         steps={"price": "completed", "check": "running"},
     )
     late = await seed(
-        db, "orders", versions["orders"], "running", created=NOW - 301 * SECOND, steps={}
+        db, "orders", versions["orders"], "running", created=now - 301 * SECOND, steps={}
     )
-    unknown = await seed(db, "audit", versions["audit"], "running", created=NOW - 11 * SECOND)
+    unknown = await seed(db, "audit", versions["audit"], "running", created=now - 11 * SECOND)
 
     listed = {e["id"]: e for e in (await cli("executions", "list", "--json")).json()}
     assert listed[str(live)]["progress"] == {"done": 1, "total": 2, "percent": 50.0}
@@ -254,7 +260,7 @@ async def test_running_executions_show_progress_and_an_eta_from_earlier_runs_of_
     assert eta.keys() == {"at", "remaining_s", "overdue", "median_s", "samples"}
     assert (eta["median_s"], eta["samples"]) == (120.0, 3)
     _eta_near(eta, 90)
-    expected_at = NOW - 30 * SECOND + 120 * SECOND  # started + median, shown to the ms
+    expected_at = now - 30 * SECOND + 120 * SECOND  # started + median, shown to the ms
     assert abs(datetime.fromisoformat(eta["at"]) - expected_at) < timedelta(milliseconds=1)
     assert listed[str(late)]["eta"]["overdue"] is True
     assert listed[str(late)]["eta"]["remaining_s"] == 0
