@@ -152,6 +152,9 @@ class ResumerSettings(BaseModel):
     # how often each resumer hands back executions whose owner is gone (lease run out, or
     # the owner's process died)
     reconcile_every: Duration = timedelta(seconds=2)
+    # how often each resumer reads the gauges of paused work, approvals, timers, the outbox
+    # and the queues (from the database and the broker; never per scrape)
+    gauges_every: Duration = timedelta(seconds=15)
 
 
 class TelemetrySettings(BaseModel):
