@@ -88,10 +88,20 @@ def _names(families: dict[str, Family]) -> set[str]:
     return names
 
 
+def _readme_section() -> str:
+    readme = (ROOT / "README.md").read_text()
+    return readme.split("## Metrics and health", 1)[1].split("\n## ", 1)[0]
+
+
+def _readme_mentions() -> set[str]:
+    """Every metric name the section's text mentions in code, tables and prose alike."""
+    spans = re.findall(r"`([^`]+)`", _readme_section())
+    return {n for span in spans for n in re.findall(r"\b(?:interlock|process)_[a-z0-9_]+", span)}
+
+
 def _readme_metrics() -> dict[str, tuple[str, frozenset[str]]]:
     """The README's metrics table: name -> (type, labels); `process_*` rows included."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Metrics and health", 1)[1].split("\n## ", 1)[0]
+    section = _readme_section()
     rows = re.findall(
         r"^\| `((?:interlock|process)_\w+)` \| (\w+) \|([^|]*)\|", section, flags=re.MULTILINE
     )
@@ -207,6 +217,7 @@ async def test_every_metric_in_the_readme_table_is_served_with_its_type_and_labe
 
     served = {name: f for name, f in families.items() if not _created_twin(name, families)}
     assert set(documented) - set(served) == set(), "documented but not served"
+    assert _readme_mentions() - _names(families) == set(), "mentioned but not served"
     ours = {name for name in served if name.startswith("interlock_")}
     assert ours - set(documented) == set(), "served but not in the README's table"
     for name, (kind, labels) in documented.items():
