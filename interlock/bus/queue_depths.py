@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import aiormq
 from aio_pika.abc import AbstractConnection
-from aio_pika.exceptions import ChannelClosed
 
 from interlock.bus.topology import Queue
 
@@ -23,21 +22,24 @@ async def queue_depths(
 ) -> dict[str, QueueDepth]:
     """Ask the broker about each queue; one that does not exist has no consumer and no message.
 
-    A passive declare never creates or changes a queue, whatever its arguments.
+    A passive declare never creates or changes a queue, whatever its arguments. It runs on a
+    plain channel of the connection, not a robust one: the broker closes the channel on a
+    missing queue, and a robust channel would reopen itself behind our back.
     """
+    transport = connection.transport
+    if transport is None:
+        raise ConnectionError("the broker connection is not open")
     found: dict[str, QueueDepth] = {}
-    channel = await connection.channel(publisher_confirms=False)
+    channel = await transport.connection.channel(publisher_confirms=False)
     try:
         for queue in queues:
             if channel.is_closed:
-                # the broker closes the channel on a missing queue: carry on with a new one
-                channel = await connection.channel(publisher_confirms=False)
+                channel = await transport.connection.channel(publisher_confirms=False)
             try:
-                declared = await channel.declare_queue(queue.name, passive=True)
-            except (ChannelClosed, aiormq.exceptions.ChannelNotFoundEntity):
+                ok = await channel.queue_declare(queue.name, passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
                 found[queue.name] = QueueDepth(0, 0)
                 continue
-            ok = declared.declaration_result
             found[queue.name] = QueueDepth(ok.consumer_count or 0, ok.message_count or 0)
     finally:
         if not channel.is_closed:

@@ -74,9 +74,16 @@ async def test_queue_consumers_and_messages_come_from_the_broker(settings: Setti
         executions = topology.queue(QueueName.EXECUTIONS)
         missing = Queue(f"{settings.namespace}.no-such-queue")
 
-        depths = await queue_depths(
-            h.runtime.connection, [missing, executions, topology.queue(QueueName.DEAD)]
-        )
+        # the test's own connection: the resumer's refresher opens channels on its own meanwhile
+        assert h.client is not None
+        transport = h.client.transport
+        assert transport is not None
+        channels = set(transport.connection.channels)
+
+        depths = await queue_depths(h.client, [missing, executions, topology.queue(QueueName.DEAD)])
+
+        # the channel the missing queue closed is not reopened behind our back, nor left open
+        assert set(transport.connection.channels) == channels
 
         assert depths[missing.name] == QueueDepth(0, 0)
         assert depths[executions.name] == QueueDepth(consumers=1, messages=0)
