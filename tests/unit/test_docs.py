@@ -11,6 +11,7 @@ else it is:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import typer.main
 import yaml
+from pydantic import BaseModel
 
 from interlock.cli.action_check import action_problems, known_actions
 from interlock.cli.app import app
@@ -137,3 +139,23 @@ def test_a_block_marked_invalid_must_fail_and_an_unmarked_one_must_apply(tmp_pat
     assert (wrong.marker, right.marker) == ("invalid", None)
     assert _apply_check(tmp_path, "wrong.yaml", _as_checked(wrong)) != []
     assert _apply_check(tmp_path, "right.yaml", _as_checked(right)) == []
+
+
+def _setting_names() -> set[str]:
+    """INTERLOCK_* of every setting, sections' fields as INTERLOCK_<SECTION>_<FIELD>."""
+    names: set[str] = set()
+    for name, field in Settings.model_fields.items():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            names |= {f"INTERLOCK_{name}_{sub}".upper() for sub in section.model_fields}
+        else:
+            names.add(f"INTERLOCK_{name}".upper())
+    return names
+
+
+def test_the_readme_settings_table_lists_every_setting_and_no_other() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(INTERLOCK_[A-Z_]+)", table, flags=re.MULTILINE))
+    documented.discard("INTERLOCK_SECRET_")  # `INTERLOCK_SECRET_<NAME>`: one per secret
+    assert documented == _setting_names()
