@@ -1,4 +1,4 @@
-"""The docs hold: every definition in them applies, every CLI command in them exists.
+"""The docs hold: every definition in them applies, every CLI command and setting in them exists.
 
 A YAML block in README.md or docs/*.md is a whole definition, checked as `interlock apply`
 checks it (parse, validate, action names), unless an HTML comment on the line before says what
