@@ -23,6 +23,7 @@ from interlock.bus.retry import Retries
 from interlock.bus.topology import QueueName
 from interlock.clock import Clock
 from interlock.database_clock import DatabaseClock
+from interlock.errors import DeadLetterReason
 from interlock.outage import is_outage
 from interlock.outbox import OutboxRelay
 from interlock.settings import Settings
@@ -141,6 +142,9 @@ class Runtime:
             await self._follow_database_clock(self.clock)
         self.publisher = Publisher(self.channel, self.topology)
         self.dead_letters = DeadLetters(self.publisher, self.name)
+        for reason in DeadLetterReason:
+            # every series from the start, at 0: an increase() over it sees the first dead letter
+            self.metrics.dead_letters.labels(service=self.name, reason=reason.value)
         self.retries = Retries(self.publisher, self.topology.retry_delays)
         self.relay = OutboxRelay(
             engine=self.engine,

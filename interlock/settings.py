@@ -149,6 +149,9 @@ class ResumerSettings(BaseModel):
     # go, and how many executions each of its transactions deletes
     retention_every: Duration = timedelta(minutes=10)
     retention_batch: int = Field(default=500, ge=1, le=100_000)
+    # how often each resumer reads the gauges of paused work, approvals, timers, the outbox
+    # and the queues (from the database and the broker; never per scrape)
+    gauges_every: Duration = timedelta(seconds=15)
 
 
 class TelemetrySettings(BaseModel):

@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-import structlog
-from sqlalchemy import func, select
-
 from interlock.bus.consumer import Consumer
 from interlock.bus.topology import QueueName
 from interlock.definitions import VersionCache
@@ -17,17 +14,15 @@ from interlock.steering import Steering
 from interlock.store import retention
 from interlock.store.committer import Committer
 from interlock.store.ownership import lock_class
-from interlock.store.tables import Execution, OutboxMessage, Timer, table_of
 from interlock.telemetry.metrics import BatchOperation
 from resumer.fire_timers import TimerDeps, TimerLoop
 from resumer.handle_cancel import CancelHandler
 from resumer.handle_decision import DecisionHandler, ResumerDeps
 from resumer.reconcile import ReconcileDeps, Reconciler
+from resumer.refresh_gauges import GaugeDeps, GaugeRefresher
 from resumer.retention import RetentionDeps, RetentionLoop
-from schemas.status import ExecutionStatus, PauseReason
-
-log = structlog.get_logger(__name__)
-_GAUGES_EVERY = timedelta(seconds=5)
+from schemas.decisions import RejectionReason
+from schemas.status import TimerKind
 
 
 class ResumerService:
@@ -38,6 +33,7 @@ class ResumerService:
         self.timers: TimerLoop | None = None
         self.reconciler: Reconciler | None = None
         self.retention: RetentionLoop | None = None
+        self.gauges: GaugeRefresher | None = None
 
     async def start(self, runtime: Runtime) -> None:
         settings = runtime.settings
@@ -77,7 +73,18 @@ class ResumerService:
         )
         runtime.spawn(self.timers.listen(), "timer-listen")
         runtime.spawn(self.timers.run(), "timer-loop")
-        runtime.spawn(self._gauges(runtime), "resumer-gauges")
+        self.gauges = GaugeRefresher(
+            GaugeDeps(
+                engine=runtime.engine,
+                connection=runtime.connection,
+                queues=[runtime.topology.queue(name) for name in QueueName],
+                metrics=runtime.metrics,
+                clock=runtime.clock,
+                every=settings.resumer.gauges_every,
+            )
+        )
+        runtime.spawn(self.gauges.run(), "resumer-gauges")
+        _start_series(runtime)
         self.reconciler = Reconciler(
             ReconcileDeps(
                 engine=runtime.engine,
@@ -112,28 +119,10 @@ class ResumerService:
     async def stop(self, grace: timedelta) -> None:
         await asyncio.gather(*(c.stop(grace) for c in self._consumers))
 
-    async def _gauges(self, runtime: Runtime) -> None:
-        """Paused executions by reason, pending timers and unsent outbox rows, from the database."""
-        ex = table_of(Execution)
-        tm = table_of(Timer)
-        ob = table_of(OutboxMessage)
-        while True:
-            try:
-                async with runtime.sessions() as session:
-                    rows = await session.execute(
-                        select(ex.c.paused_reason, func.count())
-                        .where(ex.c.status == ExecutionStatus.PAUSED)
-                        .group_by(ex.c.paused_reason)
-                    )
-                    counts = {PauseReason(r): int(n) for r, n in rows if r is not None}
-                    pending = await session.scalar(select(func.count()).select_from(tm))
-                    unsent = await session.scalar(select(func.count()).select_from(ob))
-                for reason in PauseReason:
-                    runtime.metrics.paused_executions.labels(reason=reason.value).set(
-                        counts.get(reason, 0)
-                    )
-                runtime.metrics.timers_pending.set(int(pending or 0))
-                runtime.metrics.outbox_pending.set(int(unsent or 0))
-            except Exception as exc:
-                log.warning("gauges.failed", error=str(exc))
-            await asyncio.sleep(_GAUGES_EVERY.total_seconds())
+
+def _start_series(runtime: Runtime) -> None:
+    """Labelled counters whose label values are known start at 0, so rate() sees the first."""
+    for kind in TimerKind:
+        runtime.metrics.timers_fired.labels(kind=kind.value)
+    for reason in RejectionReason:
+        runtime.metrics.decisions_rejected.labels(reason=reason.value)

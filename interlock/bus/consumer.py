@@ -114,8 +114,10 @@ class Consumer:
         # the consumer is restored (with ensure=False it silently is not)
         self._queue = await self._channel.get_queue(self._queue_spec.name)
         self._tag = await self._queue.consume(self._on_message)
-        # a series from the start, at 0: a rate or an increase over it sees its first outage
+        # series from the start, at 0: a rate or an increase over them sees the first one
         self._metrics.outage_waits.labels(queue=self._queue_spec.name)
+        for outcome in ("ack", "dead_letter", "requeue"):
+            self._metrics.messages_consumed.labels(queue=self._queue_spec.name, outcome=outcome)
 
     @property
     def consuming(self) -> bool:

@@ -12,6 +12,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 
@@ -60,12 +61,15 @@ class Metrics:
         self._declare_executor()
         self._declare_bus()
         self._declare_resumer()
+        self._declare_read_model()
         self.up = self._gauge("interlock_up", "1 while the service runs.", "service")
         self.clock_offset = self._gauge(
             "interlock_clock_offset_seconds",
             "The database's clock minus this host's, as last measured; due times use the "
             "database's.",
         )
+        # process_cpu_seconds_total, process_resident_memory_bytes, ... of this process
+        ProcessCollector(registry=registry)
 
     def render(self) -> bytes:
         """Prometheus text exposition of this registry."""
@@ -190,8 +194,8 @@ class Metrics:
         )
         self.resume_latency = self._latency(
             "interlock_resume_latency_seconds",
-            "From a decision or timer being recorded to the execution running again "
-            "(observed by the executor).",
+            "From a decision or timer being recorded to an executor taking the paused execution "
+            "up again (observed by that executor; not when its running executor is woken).",
         )
         self.timer_lateness = self._latency(
             "interlock_timer_lateness_seconds", "How long after its due time a timer fired."
@@ -200,8 +204,38 @@ class Metrics:
         self.timers_fired = self._counter("interlock_timers_fired", "Timers fired.", "kind")
         self.executions_stuck = self._gauge(
             "interlock_executions_stuck",
-            "Executions the reconciler's last pass found stuck: pending or running with no live "
-            "owner, or paused with no timer, unchanged for INTERLOCK_RESUMER_STUCK_AFTER.",
+            "Executions the reconciler's last pass found stuck: whose owner is gone, or, unchanged "
+            "for INTERLOCK_RESUMER_STUCK_AFTER, pending with no owner, running without progress "
+            "under a live owner, or paused with no timer.",
+        )
+
+    def _declare_read_model(self) -> None:
+        """Gauges the resumer reads from the database and the broker every few seconds."""
+        self.paused_oldest_age = self._gauge(
+            "interlock_paused_oldest_age_seconds",
+            "How long the longest-paused execution has been paused, by pause reason (0: none).",
+            "reason",
+        )
+        self.approvals_pending = self._gauge(
+            "interlock_approvals_pending", "Approvals waiting for a decision.", "workflow"
+        )
+        self.approval_next_expiry = self._gauge(
+            "interlock_approval_next_expiry_seconds",
+            "Seconds until the soonest pending approval expires (0 once due); no series for a "
+            "workflow with no pending approval.",
+            "workflow",
+        )
+        self.timer_oldest_overdue = self._gauge(
+            "interlock_timer_oldest_overdue_seconds",
+            "How long the oldest due timer has waited unfired (0: none due).",
+        )
+        self.queue_consumers = self._gauge(
+            "interlock_queue_consumers", "Consumers the broker reports on the queue.", "queue"
+        )
+        self.queue_messages = self._gauge(
+            "interlock_queue_messages",
+            "Messages ready in the queue, as the broker reports.",
+            "queue",
         )
         self.retention_deleted = self._counter(
             "interlock_retention_deleted",

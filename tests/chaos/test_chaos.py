@@ -34,9 +34,10 @@ from interlock.bus.topology import (
 )
 from tests.support.eventually import eventually
 from tests.support.local_http import LocalHttpServer, Received, Reply
+from tests.support.local_tools import needs_local
 from tests.support.processes import Cli, ServiceProcess, Services
 
-pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600), needs_local("rabbitmqctl")]
 
 WORKFLOWS = {
     "actions.yaml": """

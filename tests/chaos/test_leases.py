@@ -14,6 +14,7 @@ import pytest
 from interlock.bus.topology import QueueName
 from tests.support.eventually import eventually
 from tests.support.local_http import LocalHttpServer, Received, Reply
+from tests.support.local_tools import needs_local
 from tests.support.outside_client import OutsideClient
 from tests.support.processes import Cli, Services
 
@@ -102,6 +103,7 @@ async def _completed(cli: Cli, count: int, within: float) -> list[dict[str, obje
     return await eventually(done, within=within, interval=0.25, what=f"{count} completed")
 
 
+@needs_local("rabbitmqctl")
 async def test_a_step_longer_than_the_brokers_consumer_timeout_completes_once(
     short_consumer_timeout: None,
     cli: Cli,
@@ -122,6 +124,7 @@ async def test_a_step_longer_than_the_brokers_consumer_timeout_completes_once(
     assert await outside.queue_depth(QueueName.DEAD) == 0
 
 
+@needs_local("rabbitmqctl")
 async def test_closing_an_executors_broker_connection_mid_step_leaves_nothing_hanging(
     cli: Cli, services: Services, outside: OutsideClient, tmp_path: Path
 ) -> None:

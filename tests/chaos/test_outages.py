@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.support.eventually import eventually
+from tests.support.local_tools import needs_local, newest_postgres_cluster
 from tests.support.outside_client import OutsideClient
 from tests.support.processes import Cli, ServiceProcess, Services
 
@@ -52,6 +52,7 @@ async def all_completed(cli: Cli, count: int, within: float = 60) -> None:
     await eventually(done, within=within, interval=0.5, what=f"{count} completed executions")
 
 
+@needs_local("rabbitmqctl")
 async def test_services_reconnect_and_report_the_outage_when_the_broker_restarts(
     cli: Cli, services: Services, outside: OutsideClient, tmp_path: Path
 ) -> None:
@@ -77,11 +78,12 @@ async def test_services_reconnect_and_report_the_outage_when_the_broker_restarts
     await all_completed(cli, 10)
 
 
+@needs_local("pg_ctlcluster", postgres_cluster=True)
 async def test_services_ride_out_a_database_restart(
     cli: Cli, services: Services, outside: OutsideClient, tmp_path: Path
 ) -> None:
-    assert shutil.which("pg_ctlcluster"), "this suite restarts the machine's own PostgreSQL"
-    versions = sorted(os.listdir("/etc/postgresql"))
+    version = newest_postgres_cluster()
+    assert version is not None  # needs_local skips the test without one
     running = await start(cli, services, tmp_path)
     for n in range(10):
         await outside.publish_event("outage.work", {"n": n})
@@ -96,9 +98,7 @@ async def test_services_ride_out_a_database_restart(
             await asyncio.sleep(0.05)
 
     watcher = asyncio.create_task(watch())
-    await ctl(
-        "pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "stop", "-m", "fast"
-    )
+    await ctl("pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "stop", "-m", "fast")
     try:
         await eventually(
             lambda: _true_when(len(seen_down) == len(running)),
@@ -108,7 +108,7 @@ async def test_services_ride_out_a_database_restart(
         for n in range(10, 15):
             await outside.publish_event("outage.work", {"n": n})
     finally:
-        await ctl("pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start")
+        await ctl("pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start")
         watching = False
         await watcher
     for process in running:

@@ -102,3 +102,10 @@ async def test_a_valid_emitted_event_goes_out_as_a_cloudevent_with_the_items_key
         "order.done",
         NOW.isoformat().replace("+00:00", "Z"),
     )
+
+
+async def test_an_emitted_event_carries_the_time_its_attempt_started() -> None:
+    outcome, _ = await _run(_emitting())
+    (message,) = outcome.emitted
+    event = orjson.loads(message.body)
+    assert datetime.fromisoformat(event["time"]) == NOW

@@ -11,6 +11,17 @@ from prometheus_client.metrics import MetricWrapperBase
 from interlock.telemetry.metrics import ALLOWED_LABELS, Metrics
 
 NAME = re.compile(r"^interlock_[a-z][a-z0-9_]*$")
+# prometheus_client's ProcessCollector: the standard names every Prometheus client exports
+PROCESS = frozenset(
+    {
+        "process_cpu_seconds",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_start_time_seconds",
+        "process_open_fds",
+        "process_max_fds",
+    }
+)
 
 
 def _declared(metrics: Metrics) -> dict[str, MetricWrapperBase]:
@@ -34,7 +45,7 @@ def test_a_second_instance_on_the_same_registry_is_refused() -> None:
 def test_names_are_prefixed_and_counters_end_in_total() -> None:
     metrics = Metrics(CollectorRegistry())
     for family in metrics.registry.collect():
-        assert NAME.match(family.name), family.name
+        assert NAME.match(family.name) or family.name in PROCESS, family.name
         if family.type == "counter":
             assert not family.name.endswith("_total")  # the client appends it to samples
     text = metrics.render().decode()
@@ -87,3 +98,13 @@ def test_kinds_match_their_meaning() -> None:
     assert isinstance(metrics.timers_pending, Gauge)
     assert isinstance(metrics.executions_stuck, Gauge)
     assert Metrics.content_type.startswith("text/plain; version=0.0.4")
+
+
+def test_each_process_serves_its_own_cpu_time_and_resident_memory() -> None:
+    text = Metrics(CollectorRegistry()).render().decode()
+    cpu = re.search(r"^process_cpu_seconds_total (\S+)$", text, flags=re.MULTILINE)
+    rss = re.search(r"^process_resident_memory_bytes (\S+)$", text, flags=re.MULTILINE)
+    assert cpu is not None
+    assert float(cpu[1]) > 0
+    assert rss is not None
+    assert float(rss[1]) > 1_000_000  # a Python process is megabytes
