@@ -8,6 +8,8 @@ from datetime import timedelta
 import structlog
 from sqlalchemy import func, select
 
+from interlock.auth import UNAUTHENTICATED, AuthPolicy
+from interlock.bus.connection import broker_user
 from interlock.bus.consumer import Consumer
 from interlock.bus.topology import QueueName
 from interlock.definitions import VersionCache
@@ -31,7 +33,8 @@ _GAUGES_EVERY = timedelta(seconds=5)
 class ResumerService:
     name = "resumer"
 
-    def __init__(self) -> None:
+    def __init__(self, auth: AuthPolicy | None = None) -> None:
+        self._auth = auth or AuthPolicy()  # read once at start by the entry point
         self._consumers: list[Consumer] = []
         self.timers: TimerLoop | None = None
         self.reconciler: Reconciler | None = None
@@ -59,7 +62,12 @@ class ResumerService:
             clock=runtime.clock,
             relay=runtime.relay,
             max_message_bytes=settings.amqp.max_message_bytes,
+            auth=self._auth,
+            own_user=broker_user(settings.amqp.url),
         )
+        if not self._auth.enforced:
+            runtime.warn(UNAUTHENTICATED)
+            log.warning("auth.disabled", detail=UNAUTHENTICATED)
         self.timers = TimerLoop(
             TimerDeps(
                 engine=runtime.engine,

@@ -17,7 +17,7 @@ import typer
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from interlock.bus import topology
-from interlock.bus.connection import connect
+from interlock.bus.connection import broker_user, connect
 from interlock.bus.dead_letter import (
     BROKER_HEADERS,
     DEAD_AT,
@@ -168,6 +168,8 @@ def replay(
             if not chosen:
                 fail(f"there are {len(letters)} dead letters; no #{number}")
             replayed = 0
+            # a replay is sent by whoever replays it: a decision or command is theirs now
+            user_id = broker_user(settings().amqp.url)
             for letter in chosen:
                 info = letter.summary()
                 exchange_name = info["original_exchange"]
@@ -187,6 +189,7 @@ def replay(
                         content_type=letter.message.content_type,
                         message_id=letter.message.message_id,
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        user_id=user_id,
                     ),
                     routing_key=info["original_routing_key"] or "",
                 )
