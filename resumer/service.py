@@ -8,7 +8,7 @@ from datetime import timedelta
 import structlog
 from sqlalchemy import func, select
 
-from interlock.auth import UNAUTHENTICATED, AuthPolicy
+from interlock.auth import UNAUTHENTICATED, AuthPolicy, Command
 from interlock.bus.connection import broker_user
 from interlock.bus.consumer import Consumer
 from interlock.bus.topology import QueueName
@@ -24,6 +24,7 @@ from resumer.fire_timers import TimerDeps, TimerLoop
 from resumer.handle_cancel import CancelHandler
 from resumer.handle_decision import DecisionHandler, ResumerDeps
 from resumer.reconcile import ReconcileDeps, Reconciler
+from schemas.decisions import CommandRejectionReason
 from schemas.status import ExecutionStatus, PauseReason
 
 log = structlog.get_logger(__name__)
@@ -65,6 +66,8 @@ class ResumerService:
             auth=self._auth,
             own_user=broker_user(settings.amqp.url),
         )
+        for why in CommandRejectionReason:  # series from the start, at 0, for rates and alerts
+            runtime.metrics.commands_rejected.labels(command=Command.CANCEL, reason=why)
         if not self._auth.enforced:
             runtime.warn(UNAUTHENTICATED)
             log.warning("auth.disabled", detail=UNAUTHENTICATED)
