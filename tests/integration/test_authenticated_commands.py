@@ -7,6 +7,7 @@ permissions and the tests show what it may and may not do.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from aiormq.exceptions import ChannelPreconditionFailed
 from sqlalchemy import select
 
+from executor.actions import ActionContext, ActionRegistry
 from interlock.auth import UNAUTHENTICATED, AuthPolicy, parse_auth_file
 from interlock.bus.connection import broker_user
 from interlock.bus.topology import DECISION_TYPE, ExchangeName
@@ -162,6 +164,43 @@ async def test_an_unauthorised_cancel_is_refused_and_the_execution_stays_paused(
         # the approval still works: refusing the cancel left the execution as it was
         await h.decide(approval.id, "approved", "alice", user_id=me)
         await h.wait_status(approval.execution_id, ExecutionStatus.COMPLETED)
+
+
+async def test_an_unauthorised_cancel_of_a_running_execution_lets_it_run_to_the_end(
+    settings: Settings, me: str
+) -> None:
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(args: Mapping[str, Any], ctx: ActionContext) -> Any:
+        entered.set()
+        await release.wait()
+        return {"finished": True}
+
+    actions = ActionRegistry.with_builtins()
+    actions.register("slow", slow)
+    async with running(settings, actions=actions, auth=policy(me, decide_as="*")) as h:
+        await h.apply(
+            """
+name: long
+triggers: [{on: long.start}]
+steps:
+  - {id: first, action: slow}
+  - {id: second, action: set, with: {ran: true}}
+"""
+        )
+        event_id = await h.publish("long.start", {})
+        (execution,) = await h.executions_for(event_id)
+        await asyncio.wait_for(entered.wait(), 10)
+        await h.cancel(execution.id, user_id=me)
+        await lifecycle_of(h, "interlock.execution.cancel_rejected")
+        assert (await h.load(execution.id)).status is ExecutionStatus.RUNNING
+        release.set()
+        done = await h.wait_status(
+            execution.id, ExecutionStatus.COMPLETED, ExecutionStatus.CANCELLED
+        )
+        assert done.status is ExecutionStatus.COMPLETED
+        assert done.steps["second"].output == {"ran": True}
 
 
 async def test_an_authorised_cancel_cancels(settings: Settings, me: str) -> None:
