@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from interlock.bus import topology
-from interlock.bus.connection import connect, is_connected
+from interlock.bus.connection import broker_user, connect, is_connected
 from interlock.bus.consumer import Consumer, Handler
 from interlock.bus.dead_letter import DeadLetters
 from interlock.bus.publisher import Publisher
@@ -87,6 +87,7 @@ class Runtime:
         self.failed = asyncio.Event()
         self.started = asyncio.Event()  # every service has started consuming
         self.consumers: list[Consumer] = []  # services register theirs, for /readyz
+        self.warnings: list[str] = []  # what is unsafe about how this process runs, for /readyz
         self.stale = StaleConnections()
         # set by open(); until then (or if it failed) unset, see _opened()
         self.engine: AsyncEngine
@@ -120,6 +121,7 @@ class Runtime:
                     "database": self._database_ready,
                     "consuming": self._consuming,
                 },
+                warnings=self.warnings,
             )
             await listen(self.health, host=s.telemetry.host, port=s.telemetry.port)
         self.engine = create_engine(s.database, application_name=self.name)
@@ -145,7 +147,7 @@ class Runtime:
         for reason in DeadLetterReason:
             # every series from the start, at 0: an increase() over it sees the first dead letter
             self.metrics.dead_letters.labels(service=self.name, reason=reason.value)
-        self.retries = Retries(self.publisher, self.topology.retry_delays)
+        self.retries = Retries(self.publisher, self.topology.retry_delays, broker_user(s.amqp.url))
         self.relay = OutboxRelay(
             engine=self.engine,
             publisher=self.publisher,
@@ -190,6 +192,11 @@ class Runtime:
         await consumer.start()
         self.consumers.append(consumer)
         return consumer
+
+    def warn(self, warning: str) -> None:
+        """Say in /readyz's body (and keep saying) that something about this process is unsafe."""
+        if warning not in self.warnings:
+            self.warnings.append(warning)
 
     async def _consuming(self) -> bool:
         return self.started.is_set() and all(c.consuming for c in self.consumers)

@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     # one file per secret, for `${secrets.NAME}` in a step's `with` (INTERLOCK_SECRET_<NAME>
     # variables are read as well); read by the executor once, at start
     secrets_dir: Path | None = None
+    # YAML: which broker users may decide as which approvers and send which commands; unset,
+    # decisions and commands are not authenticated (a warning at start, and in /readyz)
+    auth_file: Path | None = None
     # events emitted by steps carry `interlockhops`; a step whose event would go past this fails
     max_hops: int = Field(default=DEFAULT_MAX_HOPS, ge=1, le=10_000)
     # finished executions older than this are deleted by the resumer; None (`0`, `off`): kept

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from interlock.auth import AuthPolicy
 from interlock.batching import Batcher
 from interlock.bus.codec import decode_cloudevent, event_data
+from interlock.bus.retry import sender_of
 from interlock.bus.topology import DECISION_TYPE
 from interlock.clock import Clock
 from interlock.engine.decide import decide_orphan
@@ -40,6 +42,8 @@ class ResumerDeps:
     clock: Clock
     relay: OutboxRelay
     max_message_bytes: int
+    auth: AuthPolicy = field(default_factory=AuthPolicy)  # no auth file: anyone may do anything
+    own_user: str | None = None  # our broker user, which vouches for retry copies' senders
 
 
 def parse_decision(event: CloudEvent) -> DecisionData:
@@ -63,20 +67,29 @@ class DecisionHandler:
         event = decode_cloudevent(message.body, max_bytes=d.max_message_bytes)
         decision = parse_decision(event)
         d.metrics.decisions_received.inc()
+        user = sender_of(message, d.own_user)
         with structlog.contextvars.bound_contextvars(
             approval_id=decision.approval_id, decision_id=event.id
         ):
-            rejected = await self.decide(event, decision)
+            rejected = await self.decide(event, decision, user)
         d.relay.notify()
+        by = decision.decided_by
         if rejected is None:
             d.metrics.decisions_accepted.inc()
-            log.info("decision.accepted", decision=decision.decision.value, by=decision.decided_by)
+            log.info("decision.accepted", decision=decision.decision.value, by=by, user_id=user)
         else:
             d.metrics.decisions_rejected.labels(reason=rejected.value).inc()
-            log.info("decision.rejected", reason=rejected.value, by=decision.decided_by)
+            log.info("decision.rejected", reason=rejected.value, by=by, user_id=user)
 
-    async def decide(self, event: CloudEvent, data: DecisionData) -> RejectionReason | None:
-        """Accept or refuse; either way the decision and what it causes commit together."""
+    async def decide(
+        self, event: CloudEvent, data: DecisionData, user: str | None = None
+    ) -> RejectionReason | None:
+        """Accept or refuse; either way the decision and what it causes commit together.
+
+        `user` is the broker user who sent it; the auth policy says whether it may decide as
+        `decided_by`, and the core refuses it (`not_permitted`) if not.
+        """
+        permitted = self._d.auth.may_decide_as(user, data.decided_by)
 
         def received(approval: ApprovalState | None) -> DecisionReceived:
             return DecisionReceived(
@@ -88,6 +101,8 @@ class DecisionHandler:
                 comment=data.comment,
                 data=data.data,
                 approval=approval,
+                user_id=user,
+                permitted=permitted,
             )
 
         approval = await self._approvals.submit(data.approval_id)
@@ -97,7 +112,7 @@ class DecisionHandler:
             applied = await self._d.committer.submit(None, body)
             if applied.result is Result.DUPLICATE:
                 return RejectionReason.DUPLICATE
-            return RejectionReason.UNKNOWN_APPROVAL
+            return RejectionReason(orphan.decisions[0].reason or RejectionReason.UNKNOWN_APPROVAL)
 
         async def make(state: ExecutionState) -> Input:
             # read the approval again on every try: the decision must see it as it is now

@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import structlog
+
+from interlock.auth import UNAUTHENTICATED, AuthPolicy, Command
+from interlock.bus.connection import broker_user
 from interlock.bus.consumer import Consumer
 from interlock.bus.topology import QueueName
 from interlock.definitions import VersionCache
@@ -21,14 +25,17 @@ from resumer.handle_decision import DecisionHandler, ResumerDeps
 from resumer.reconcile import ReconcileDeps, Reconciler
 from resumer.refresh_gauges import GaugeDeps, GaugeRefresher
 from resumer.retention import RetentionDeps, RetentionLoop
-from schemas.decisions import RejectionReason
+from schemas.decisions import CommandRejectionReason, RejectionReason
 from schemas.status import TimerKind
+
+log = structlog.get_logger(__name__)
 
 
 class ResumerService:
     name = "resumer"
 
-    def __init__(self) -> None:
+    def __init__(self, auth: AuthPolicy | None = None) -> None:
+        self._auth = auth or AuthPolicy()  # read once at start by the entry point
         self._consumers: list[Consumer] = []
         self.timers: TimerLoop | None = None
         self.reconciler: Reconciler | None = None
@@ -58,7 +65,14 @@ class ResumerService:
             clock=runtime.clock,
             relay=runtime.relay,
             max_message_bytes=settings.amqp.max_message_bytes,
+            auth=self._auth,
+            own_user=broker_user(settings.amqp.url),
         )
+        for why in CommandRejectionReason:  # series from the start, at 0, for rates and alerts
+            runtime.metrics.commands_rejected.labels(command=Command.CANCEL, reason=why)
+        if not self._auth.enforced:
+            runtime.warn(UNAUTHENTICATED)
+            log.warning("auth.disabled", detail=UNAUTHENTICATED)
         self.timers = TimerLoop(
             TimerDeps(
                 engine=runtime.engine,

@@ -36,6 +36,15 @@ class RejectionReason(StrEnum):
     EXPIRED = "expired"
     EXECUTION_CANCELLED = "execution_cancelled"
     NOT_AN_APPROVER = "not_an_approver"
+    # the sending broker user may not decide as `decided_by` (INTERLOCK_AUTH_FILE)
+    NOT_PERMITTED = "not_permitted"
+
+
+class CommandRejectionReason(StrEnum):
+    """Why a command changed nothing; `not_permitted` is announced as `*.cancel_rejected`."""
+
+    NOT_PERMITTED = "not_permitted"
+    ALREADY_FINISHED = "already_finished"
 
 
 class CancelData(BaseModel):

@@ -13,7 +13,7 @@ from pydantic_core import ErrorDetails
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node
 
-from schemas.steps import STEP_KINDS
+from schemas.steps import NEW_DEFINITION, STEP_KINDS
 from schemas.workflow import Workflow, WorkflowProblems, describe_location
 
 __all__ = [
@@ -91,7 +91,8 @@ def parse_definition(text: str | bytes, filename: str) -> Workflow:
         kind = "nothing" if data is None else type(data).__name__
         raise DefinitionError(filename, [f"the document must be a mapping, not {kind}"])
     try:
-        return Workflow.model_validate(data)
+        # a definition being applied: rules older stored versions may break apply here too
+        return Workflow.model_validate(data, context={NEW_DEFINITION: True})
     except ValidationError as exc:
         raise DefinitionError(filename, _problems(exc, data)) from None
 

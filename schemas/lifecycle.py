@@ -17,6 +17,7 @@ class LifecycleType(StrEnum):
     EXECUTION_PAUSED = "interlock.execution.paused"
     EXECUTION_RESUMED = "interlock.execution.resumed"
     EXECUTION_CANCELLED = "interlock.execution.cancelled"
+    CANCEL_REJECTED = "interlock.execution.cancel_rejected"
     STEP_STARTED = "interlock.step.started"
     STEP_COMPLETED = "interlock.step.completed"
     STEP_FAILED = "interlock.step.failed"

@@ -3,7 +3,7 @@
 import re
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Final, Self
+from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -14,13 +14,17 @@ from pydantic import (
     Field,
     JsonValue,
     Tag,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
 from schemas.durations import Duration, format_duration, parse_duration
 
 __all__ = [
+    "ANY_APPROVER",
     "DEFAULT_MAX_CONCURRENCY",
+    "NEW_DEFINITION",
     "STEP_KINDS",
     "ActionStep",
     "Approval",
@@ -142,14 +146,47 @@ class ActionStep(_StepBase):
         return found
 
 
+ANY_APPROVER: Final = "any"
+# validation context of a definition being applied (not one read back from the database):
+# rules that older stored versions may break are checked only then
+NEW_DEFINITION: Final = "new_definition"
+_APPROVERS_HINT: Final = f"a list of approver names, or `{ANY_APPROVER}` to let anyone decide"
+
+
+def _approvers_shape(value: Any) -> Any:
+    if isinstance(value, str) and value != ANY_APPROVER:
+        raise ValueError(f"must be {_APPROVERS_HINT}")
+    if isinstance(value, list | tuple) and not value:
+        raise ValueError(f"must not be empty: {_APPROVERS_HINT}")
+    if isinstance(value, list | tuple) and ANY_APPROVER in value:
+        raise ValueError(f"write `approvers: {ANY_APPROVER}`, not a list, to let anyone decide")
+    return value
+
+
 class Approval(DslModel):
-    approvers: tuple[Annotated[str, Field(min_length=1)], ...] | None = Field(
-        default=None, min_length=1
-    )
+    # None only in versions stored before approvers were required: anyone may decide
+    approvers: Annotated[
+        Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)]
+        | Literal["any"]
+        | None,
+        BeforeValidator(_approvers_shape),
+    ] = Field(default=None, validate_default=True)
     prompt: str | None = None
     timeout: PositiveDuration = timedelta(hours=24)
     on_timeout: OnTimeout = OnTimeout.CONTINUE
     on_reject: OnReject = OnReject.CONTINUE
+
+    @field_validator("approvers", mode="after")
+    @classmethod
+    def _required_when_applied(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and isinstance(info.context, dict) and info.context.get(NEW_DEFINITION):
+            raise ValueError(f"is required: {_APPROVERS_HINT}")
+        return value
+
+    @property
+    def named_approvers(self) -> tuple[str, ...] | None:
+        """Who may decide, or None if anyone may."""
+        return self.approvers if isinstance(self.approvers, tuple) else None
 
 
 class ApprovalStep(_StepBase):

@@ -91,7 +91,10 @@ def resume() -> Definition:
         "name": RESUME,
         "triggers": [{"on": RESUME_TYPE}],
         "steps": [
-            {"id": "review", "approval": {"timeout": "1h", "on_timeout": "fail"}},
+            {
+                "id": "review",
+                "approval": {"approvers": "any", "timeout": "1h", "on_timeout": "fail"},
+            },
             {
                 "id": "done",
                 "action": "set",

@@ -46,6 +46,9 @@ class OutgoingMessage:
     content_type: str = "application/json"
     headers: Mapping[str, Any] = field(default_factory=dict)
     timestamp: datetime | None = None
+    # the publishing connection's broker user, which RabbitMQ checks; only for direct publishes
+    # (decisions and commands, retry copies), never for outbox rows
+    user_id: str | None = None
 
 
 MAX_ID_BYTES = 255  # an AMQP short string: message ids and CloudEvent ids we derive

@@ -86,6 +86,7 @@ class Publisher:
                 headers=dict(message.headers),
                 delivery_mode=DeliveryMode.PERSISTENT,
                 timestamp=message.timestamp,
+                user_id=message.user_id,
             ),
             routing_key=message.routing_key,
             mandatory=_mandatory(message.exchange),

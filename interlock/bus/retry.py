@@ -25,8 +25,24 @@ from interlock.bus.topology import RETRY_DELAY, ExchangeName, delay_ms
 
 ATTEMPTS = "x-interlock-attempts"  # failed attempts so far, on a retry copy
 # RabbitMQ checks `user_id` against the publishing connection's user, so a copy we publish
-# cannot carry the sender's; it is kept here for whoever needs to know
+# cannot carry the sender's: the copy carries our own user, and the sender ("" for none) here
 ORIGINAL_USER_ID = "x-interlock-original-user-id"
+
+
+def sender_of(message: AbstractIncomingMessage, own_user: str | None) -> str | None:
+    """The broker user who sent `message` (None: it carried no `user_id`).
+
+    A retry copy is published by our own broker user, which vouches for the original sender
+    in a header; that header is believed only on a message whose `user_id`, checked by the
+    broker, is our own user, so nobody else can claim to be someone they are not.
+    """
+    headers = message.headers or {}
+    if own_user is not None and message.user_id == own_user and ORIGINAL_USER_ID in headers:
+        vouched = headers[ORIGINAL_USER_ID]
+        if isinstance(vouched, bytes):
+            vouched = vouched.decode(errors="replace")
+        return vouched if isinstance(vouched, str) and vouched else None
+    return message.user_id or None
 
 
 def failures_so_far(headers: Mapping[str, Any] | None) -> int:
@@ -41,15 +57,23 @@ def delay_after(failures: int, delays: Sequence[timedelta]) -> timedelta:
 
 
 def retry_copy(
-    message: AbstractIncomingMessage, *, queue: str, failures: int, delay: timedelta
+    message: AbstractIncomingMessage,
+    *,
+    queue: str,
+    failures: int,
+    delay: timedelta,
+    own_user: str | None = None,
 ) -> OutgoingMessage:
-    """The copy that comes back to `queue` after `delay`, knowing it failed `failures` times."""
+    """The copy that comes back to `queue` after `delay`, knowing it failed `failures` times.
+
+    With `own_user` (the broker user we publish as) the copy carries it as `user_id` and
+    vouches for the original sender; without, the sender is only noted, and not believed.
+    """
     headers = without_broker_headers(message.headers or {})
     if message.exchange:  # a first failure: remember where it came from for a dead letter
         headers[ORIGINAL_EXCHANGE] = message.exchange
         headers[ORIGINAL_ROUTING_KEY] = message.routing_key or ""
-    if message.user_id:
-        headers[ORIGINAL_USER_ID] = message.user_id
+    headers[ORIGINAL_USER_ID] = sender_of(message, own_user) or ""
     headers[ATTEMPTS] = failures
     headers[RETRY_DELAY] = str(delay_ms(delay))
     return OutgoingMessage(
@@ -60,18 +84,22 @@ def retry_copy(
         content_type=message.content_type or "application/octet-stream",
         headers=headers,
         timestamp=message.timestamp,
+        user_id=own_user,
     )
 
 
 class Retries:
     """Publishes retry copies with a confirm; the caller acks the original only after that."""
 
-    def __init__(self, publisher: Publisher, delays: Sequence[timedelta]) -> None:
+    def __init__(
+        self, publisher: Publisher, delays: Sequence[timedelta], own_user: str | None = None
+    ) -> None:
         self._publisher = publisher
         self.delays = tuple(delays)
+        self.own_user = own_user  # the broker user we publish as
 
     async def send(self, message: AbstractIncomingMessage, *, queue: str, failures: int) -> None:
         delay = delay_after(failures, self.delays)
         await self._publisher.publish(
-            retry_copy(message, queue=queue, failures=failures, delay=delay)
+            retry_copy(message, queue=queue, failures=failures, delay=delay, own_user=self.own_user)
         )

@@ -114,10 +114,16 @@ def _decide(
     typer.echo(f"sent decision {verdict.value} for {approval_id} by {by} (decision id {event.id})")
 
 
+_BY_HELP = (
+    "Who decides: checked against the approvers and, with an auth file, against the names "
+    "the broker user of INTERLOCK_AMQP_URL may decide as."
+)
+
+
 @app.command()
 def approve(
     approval_id: str,
-    by: str = typer.Option(..., "--by", help="Who decides (checked against the approvers)."),
+    by: str = typer.Option(..., "--by", help=_BY_HELP),
     comment: str | None = typer.Option(None, "--comment"),
     data: str | None = typer.Option(None, "--data", help="Extra JSON for later steps."),
     as_json: bool = json_option(),
@@ -131,7 +137,7 @@ def approve(
 @app.command()
 def reject(
     approval_id: str,
-    by: str = typer.Option(..., "--by", help="Who decides (checked against the approvers)."),
+    by: str = typer.Option(..., "--by", help=_BY_HELP),
     comment: str | None = typer.Option(None, "--comment"),
     data: str | None = typer.Option(None, "--data", help="Extra JSON for later steps."),
     as_json: bool = json_option(),

@@ -180,6 +180,7 @@ def replay(
     import aio_pika
 
     from interlock.benchmark.progress import Progress
+    from interlock.bus.connection import broker_user
     from interlock.bus.dead_letter import BROKER_HEADERS
     from interlock.bus.topology import RETRY_DELAY
 
@@ -193,6 +194,8 @@ def replay(
             if not chosen:
                 fail(f"there are {len(letters)} dead letters; no #{number}")
             replayed: list[int] = []
+            # a replay is sent by whoever replays it: a decision or command is theirs now
+            user_id = broker_user(settings().amqp.url)
             kept: list[int] = []
             for done, letter in enumerate(chosen):
                 if all_:
@@ -216,6 +219,7 @@ def replay(
                         content_type=letter.message.content_type,
                         message_id=letter.message.message_id,
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        user_id=user_id,
                     ),
                     routing_key=info["original_routing_key"] or "",
                 )

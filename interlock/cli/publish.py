@@ -16,9 +16,11 @@ if TYPE_CHECKING:
 
 
 async def send_event(event: CloudEvent, exchange: ExchangeName) -> None:
+    from dataclasses import replace
+
     from interlock.bus import topology
     from interlock.bus.codec import encode_cloudevent
-    from interlock.bus.connection import connect
+    from interlock.bus.connection import broker_user, connect
     from interlock.bus.publisher import Publisher
 
     s = settings()
@@ -30,7 +32,9 @@ async def send_event(event: CloudEvent, exchange: ExchangeName) -> None:
         channel = await connection.channel(publisher_confirms=True)
         topo = topology.Topology(s.namespace, s.amqp.delivery_limit, s.amqp.retry_delays)
         await topology.declare(channel, topo)
-        await Publisher(channel, topo).publish(encode_cloudevent(event, exchange))
+        # who sent it, checked by the broker: the resumer's auth policy decides on this user
+        message = replace(encode_cloudevent(event, exchange), user_id=broker_user(s.amqp.url))
+        await Publisher(channel, topo).publish(message)
     finally:
         await connection.close()
 

@@ -12,6 +12,7 @@ from interlock.cli.common import fail, settings
 
 if TYPE_CHECKING:
     from executor.secrets import Secrets
+    from interlock.auth import AuthPolicy
     from interlock.runtime import Service
     from interlock.settings import Settings
 
@@ -23,21 +24,20 @@ class Which(StrEnum):
     ALL = "all"
 
 
-def build_services(which: Which, secrets: Secrets | None = None) -> list[Service]:
+def build_services(
+    which: Which, secrets: Secrets | None = None, auth: AuthPolicy | None = None
+) -> list[Service]:
     from executor.service import ExecutorService
     from resumer.service import ResumerService
     from router.service import RouterService
 
-    factories: dict[Which, type[Service]] = {
-        Which.ROUTER: RouterService,
-        Which.EXECUTOR: ExecutorService,
-        Which.RESUMER: ResumerService,
-    }
     if which is Which.ALL:
-        return [RouterService(), ExecutorService(secrets=secrets), ResumerService()]
+        return [RouterService(), ExecutorService(secrets=secrets), ResumerService(auth)]
     if which is Which.EXECUTOR:
         return [ExecutorService(secrets=secrets)]
-    return [factories[which]()]
+    if which is Which.RESUMER:
+        return [ResumerService(auth)]
+    return [RouterService()]
 
 
 def _secrets(s: Settings) -> Secrets:
@@ -61,6 +61,7 @@ def run_services(
     import gc
 
     from executor.secrets import Secrets
+    from interlock.auth import load_auth_policy
     from interlock.errors import StartupFailed
     from interlock.runtime import Runtime, serve
     from interlock.telemetry.logging import configure_logging
@@ -80,8 +81,13 @@ def run_services(
         uvloop.install()
     except ImportError:  # pragma: no cover - optional speed-up
         pass
+    try:
+        # read once, at start: an unreadable or invalid file stops the resumer in one line
+        auth = load_auth_policy(s.auth_file) if which in (Which.RESUMER, Which.ALL) else None
+    except StartupFailed as exc:
+        fail(str(exc), exc.exit_code)
     runtime = Runtime(s, name=f"interlock-{which.value}")
-    services = build_services(which, secrets)
+    services = build_services(which, secrets, auth)
     # everything imported so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise walk it all and stall every message in flight meanwhile
     gc.freeze()

@@ -27,7 +27,12 @@ def refusal(
     status: ExecutionStatus,
     now: datetime,
 ) -> RejectionReason | None:
-    """Why this decision loses, or None if it wins; the checks run in this order."""
+    """Why this decision loses, or None if it wins; the checks run in this order.
+
+    A sender who may not decide as `decided_by` learns nothing else about the approval.
+    """
+    if not received.permitted:
+        return _R.NOT_PERMITTED
     if approval is None:
         return _R.UNKNOWN_APPROVAL
     if status is ExecutionStatus.CANCELLED or approval.status is ApprovalStatus.CANCELLED:
@@ -186,6 +191,7 @@ def _rejection(received: DecisionReceived, why: RejectionReason, now: datetime) 
             "decision_source": received.source,
             "decision": received.verdict,
             "decided_by": received.decided_by,
+            "user_id": received.user_id,
             "reason": why.value,
         },
     }

@@ -11,6 +11,7 @@ from interlock.engine.state import PENDING_STEP
 from interlock.engine.view import fatal, in_flight
 from interlock.engine.voiding import void_waiting
 from interlock.engine.writes import TimerDelete
+from schemas.decisions import CommandRejectionReason
 from schemas.lifecycle import LifecycleType
 from schemas.messages import RunReason
 from schemas.status import ExecutionStatus, StepStatus
@@ -63,6 +64,9 @@ def nudge(d: Draft, why: str) -> None:
 def cancel(d: Draft, command: Cancel) -> None:
     """Void every branch's waits and start nothing more; running attempts finish on their own."""
     state = d.state
+    if not command.permitted:
+        refuse_cancel(d, command)
+        return
     if state.status.is_terminal:
         d.decision.refused = f"already {state.status.value}"
         return
@@ -86,6 +90,26 @@ def cancel(d: Draft, command: Cancel) -> None:
         error=command.reason,
         details={"approvals_voided": approvals, "timers_voided": timers, "was": was.value},
     )
+
+
+def refuse_cancel(d: Draft, command: Cancel) -> None:
+    """A cancel its sender may not send: noted in the audit trail and announced, nothing else."""
+    why = CommandRejectionReason.NOT_PERMITTED
+    who = repr(command.user_id) if command.user_id else "(no user_id)"
+    d.execution(d.state.status, f"cancel refused ({why.value}): broker user {who} may not cancel")
+    d.announce(
+        LifecycleType.CANCEL_REJECTED,
+        status=d.state.status,
+        error=f"{why.value}: broker user {who} may not cancel",
+        details={
+            "reason": why.value,
+            "user_id": command.user_id,
+            "command_id": command.command_id,
+            "command_source": command.command_source,
+            "requested_by": command.requested_by,
+        },
+    )
+    d.decision.refused = why.value
 
 
 def retry_from(d: Draft, command: RetryFrom) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
-from interlock.engine.approvals import decision_received, refuse
+from interlock.engine.approvals import decision_received, refusal, refuse
 from interlock.engine.attempts import attempt_finished
 from interlock.engine.commands import cancel, claimed, lease_lost, nudge, retry_from
 from interlock.engine.draft import Context, Draft
@@ -32,7 +32,7 @@ from interlock.engine.state import ExecutionState
 from interlock.engine.timers import timer_fired
 from interlock.engine.writes import Decision, Orphan
 from schemas.compiled import CompiledWorkflow
-from schemas.decisions import RejectionReason
+from schemas.status import ExecutionStatus
 
 
 def decide(
@@ -64,5 +64,7 @@ _HANDLERS: Final[dict[type[Any], tuple[Callable[[Draft, Any], None], bool]]] = {
 def decide_orphan(received: DecisionReceived, now: datetime) -> Orphan:
     """A decision for an approval nobody has: refused, recorded, announced (no execution)."""
     orphan = Orphan()
-    refuse(orphan.decisions, orphan.outbox, received, RejectionReason.UNKNOWN_APPROVAL, now)
+    why = refusal(received, None, ExecutionStatus.PENDING, now)
+    assert why is not None  # a decision without an approval always loses
+    refuse(orphan.decisions, orphan.outbox, received, why, now)
     return orphan

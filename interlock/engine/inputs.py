@@ -49,7 +49,11 @@ class AttemptFinished:
 
 @dataclass(frozen=True, slots=True)
 class DecisionReceived:
-    """An approval decision; `approval` is None when no approval has its id."""
+    """An approval decision; `approval` is None when no approval has its id.
+
+    `user_id` is the broker user who sent it (None: the message carried none), and
+    `permitted` whether that user may decide as `decided_by` (the edge asks the auth policy).
+    """
 
     source: str
     decision_id: str
@@ -59,6 +63,8 @@ class DecisionReceived:
     comment: str | None
     data: Any
     approval: ApprovalState | None
+    user_id: str | None = None
+    permitted: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +77,14 @@ class TimerFired:
 
 @dataclass(frozen=True, slots=True)
 class Cancel:
+    """Stop the execution. `permitted`: whether broker user `user_id` may send cancels."""
+
     reason: str
+    user_id: str | None = None
+    permitted: bool = True
+    command_id: str | None = None
+    command_source: str | None = None
+    requested_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,7 +120,7 @@ def _await_approval(d: Draft, step: CompiledStep, spec: ApprovalStep) -> None:
     approval_id = d.ctx.new_approval_id()
     approval = spec.approval
     expires_at = d.now + approval.timeout
-    approvers = tuple(approval.approvers) if approval.approvers else None
+    approvers = approval.named_approvers
     text = prompt if prompt is None or isinstance(prompt, str) else str(prompt)
     d.decision.approvals.append(ApprovalCreate(approval_id, step.id, approvers, text, expires_at))
     d.decision.timers.append(

@@ -16,7 +16,7 @@ _ex = table_of(Execution)
 
 
 def new_approval_id() -> str:
-    """Unguessable: whoever holds it may decide, so it is a capability, not a counter."""
+    """Unguessable: without an auth file whoever holds it may decide, so it is a capability."""
     return "apr_" + secrets.token_urlsafe(24)
 
 

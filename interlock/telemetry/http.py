@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from http import HTTPStatus
@@ -80,12 +80,16 @@ class HealthServer:
         port: int,
         metrics: Metrics,
         checks: Mapping[str, Check],
+        warnings: Sequence[str] = (),
         check_timeout: timedelta = timedelta(seconds=2),
         read_timeout: timedelta = timedelta(seconds=5),
         max_head_bytes: int = 8192,
     ) -> None:
         self._host, self._port = host, port
         self._metrics, self._checks = metrics, checks
+        # read on every request: what the process says is unsafe about how it runs (it may
+        # still be ready, so the status code does not change)
+        self._warnings = warnings
         self._check_timeout, self._read_timeout = check_timeout, read_timeout
         self._max_head_bytes = max_head_bytes
         self._server: asyncio.Server | None = None
@@ -169,10 +173,10 @@ class HealthServer:
             *(run_check(self._checks[name], self._check_timeout) for name in names)
         )
         checks = dict(zip(names, results, strict=True))
+        warned = {"warnings": list(self._warnings)} if self._warnings else {}
         if all(results):
-            return Response(
-                HTTPStatus.OK, orjson.dumps({"status": "ready", "checks": checks}), _JSON
-            )
+            body: dict[str, Any] = {"status": "ready", "checks": checks, **warned}
+            return Response(HTTPStatus.OK, orjson.dumps(body), _JSON)
         failed = [name for name, ok in checks.items() if not ok]
-        body = {"status": "not_ready", "checks": checks, "failed": failed}
+        body = {"status": "not_ready", "checks": checks, "failed": failed, **warned}
         return Response(HTTPStatus.SERVICE_UNAVAILABLE, orjson.dumps(body), _JSON)

@@ -29,6 +29,7 @@ ALLOWED_LABELS: Final = frozenset(
         "queue",
         "kind",
         "operation",
+        "command",  # one of interlock.auth.Command
     }
 )
 LATENCY_BUCKETS: Final = (
@@ -191,6 +192,12 @@ class Metrics:
         )
         self.decisions_rejected = self._counter(
             "interlock_decisions_rejected", "Approval decisions refused.", "reason"
+        )
+        self.commands_rejected = self._counter(
+            "interlock_commands_rejected",
+            "Commands that changed nothing: not permitted, or the execution had finished.",
+            "command",
+            "reason",
         )
         self.resume_latency = self._latency(
             "interlock_resume_latency_seconds",

@@ -100,7 +100,7 @@ name: chaos-cancel
 triggers: [{on: chaos.cancel}]
 steps:
   - id: gate
-    approval: {timeout: 10m}
+    approval: {approvers: any, timeout: 10m}
   - {id: never, action: set, with: {ran: true}}
 """,
 }

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from interlock.auth import UNAUTHENTICATED
 from tests.e2e.executions import show, steps_by_id, wait_for_execution
 from tests.support.eventually import eventually
 from tests.support.outside_client import OutsideClient
@@ -70,3 +71,6 @@ async def test_a_refund_event_runs_the_example_workflow_across_separate_service_
     for process in (router, executor, resumer):
         ready = await process.get("/readyz")
         assert ready.status_code == 200, (process.which, ready.text)
+    # no INTERLOCK_AUTH_FILE here: the resumer, which takes decisions and commands, says so
+    assert (await resumer.get("/readyz")).json()["warnings"] == [UNAUTHENTICATED]
+    assert "warnings" not in (await router.get("/readyz")).json()

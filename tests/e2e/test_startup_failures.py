@@ -146,3 +146,25 @@ async def test_sigterm_while_waiting_for_the_broker_exits_0_at_once(
         assert await router.wait_exit(within=5) == 0, router.log()
     finally:
         waiting.kill_all()
+
+
+async def test_an_unreadable_or_invalid_auth_file_stops_the_resumer_in_one_line(
+    cli: Cli, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-auth.yaml"
+    result = await Cli(cli.env | {"INTERLOCK_AUTH_FILE": str(missing)}).run(
+        "run", "resumer", within=30
+    )
+    assert result.code == 2, result.explain()
+    assert error_line(result) == (
+        f"error: INTERLOCK_AUTH_FILE={missing}: cannot read: No such file or directory"
+    )
+
+    invalid = tmp_path / "auth.yaml"
+    invalid.write_text("users:\n  approvals:\n    decide_as: everyone\n")
+    result = await Cli(cli.env | {"INTERLOCK_AUTH_FILE": str(invalid)}).run("run", "all", within=30)
+    assert result.code == 2, result.explain()
+    assert error_line(result) == (
+        f"error: INTERLOCK_AUTH_FILE={invalid}: invalid auth file: users.approvals.decide_as:"
+        ' a list of approver names, or "*" for any name'
+    )

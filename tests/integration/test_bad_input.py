@@ -393,7 +393,7 @@ DEFINITIONS = [
     ("negative wait", "triggers: [{on: a.b}]\nsteps: [{id: s, wait: -5s}]", "wait"),
     (
         "approval timeout over a year",
-        "triggers: [{on: a.b}]\nsteps: [{id: s, approval: {timeout: 400d}}]",
+        "triggers: [{on: a.b}]\nsteps: [{id: s, approval: {approvers: any, timeout: 400d}}]",
         "timeout",
     ),
     (

@@ -87,7 +87,7 @@ triggers: [{on: gated.start}]
 steps:
   - {id: before, action: set, with: {x: 1}}
   - id: gate
-    approval: {timeout: 1h}
+    approval: {approvers: any, timeout: 1h}
   - {id: after, action: set, with: {y: 2}}
 """
         )

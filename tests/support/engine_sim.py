@@ -111,7 +111,14 @@ class Sim:
         return self.feed(event, owner=self.state.owner)
 
     def decide_approval(
-        self, approval_id: str, verdict: str = "approved", by: str = "alice", decision_id: str = "d"
+        self,
+        approval_id: str,
+        verdict: str = "approved",
+        by: str = "alice",
+        decision_id: str = "d",
+        *,
+        user_id: str | None = None,
+        permitted: bool = True,
     ) -> Decision:
         event = DecisionReceived(
             source="tests",
@@ -122,6 +129,8 @@ class Sim:
             comment=None,
             data=None,
             approval=self.world.approvals.get(approval_id),
+            user_id=user_id,
+            permitted=permitted,
         )
         return self.feed(event)
 

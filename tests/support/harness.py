@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from executor.actions import ActionRegistry
 from executor.secrets import Secrets
 from executor.service import ExecutorService
+from interlock.auth import AuthPolicy
 from interlock.bus import topology
 from interlock.bus.topology import CANCEL_TYPE, DECISION_TYPE, ExchangeName, QueueName, Topology
 from interlock.runtime import Runtime, Service
@@ -37,10 +38,12 @@ class Harness:
         settings: Settings,
         actions: ActionRegistry | None = None,
         secrets: Secrets | None = None,
+        auth: AuthPolicy | None = None,
     ) -> None:
         self.settings = settings
         self.actions = actions
         self.secrets = secrets
+        self.auth = auth
         self.topology = Topology(
             settings.namespace, settings.amqp.delivery_limit, settings.amqp.retry_delays
         )
@@ -63,7 +66,7 @@ class Harness:
             elif name == "executor":
                 service = ExecutorService(self.actions, self.secrets)
             else:
-                service = ResumerService()
+                service = ResumerService(self.auth)
             await service.start(self.runtime)
             self.services.append(service)
         self.client = await aio_pika.connect_robust(
@@ -187,9 +190,15 @@ class Harness:
         )
 
     async def decide(
-        self, approval_id: str, verdict: str, by: str, *, decision_id: str | None = None
+        self,
+        approval_id: str,
+        verdict: str,
+        by: str,
+        *,
+        decision_id: str | None = None,
+        user_id: str | None = None,
     ) -> str:
-        """Send a decision as an approval system would; returns its id."""
+        """Send a decision as an approval system would (as broker user `user_id`); its id."""
         decision_id = decision_id or str(uuid4())
         event = {
             "specversion": "1.0",
@@ -203,10 +212,14 @@ class Harness:
                 "comment": "ok",
             },
         }
-        await self.publish_raw(orjson.dumps(event), DECISION_TYPE, ExchangeName.DECISIONS)
+        await self.publish_raw(
+            orjson.dumps(event), DECISION_TYPE, ExchangeName.DECISIONS, user_id=user_id
+        )
         return decision_id
 
-    async def cancel(self, execution_id: Any, reason: str = "no longer needed") -> None:
+    async def cancel(
+        self, execution_id: Any, reason: str = "no longer needed", *, user_id: str | None = None
+    ) -> None:
         event = {
             "specversion": "1.0",
             "id": str(uuid4()),
@@ -214,7 +227,9 @@ class Harness:
             "type": CANCEL_TYPE,
             "data": {"execution_id": str(execution_id), "reason": reason},
         }
-        await self.publish_raw(orjson.dumps(event), CANCEL_TYPE, ExchangeName.COMMANDS)
+        await self.publish_raw(
+            orjson.dumps(event), CANCEL_TYPE, ExchangeName.COMMANDS, user_id=user_id
+        )
 
     async def dead_letters(self, count: int, within: float = 10) -> list[aio_pika.IncomingMessage]:
         """Take `count` messages off the dead-letter queue (waiting for them)."""
@@ -259,8 +274,9 @@ async def running(  # type: ignore[no-untyped-def]
     which: Sequence[str] = ("router", "executor", "resumer"),
     actions: ActionRegistry | None = None,
     secrets: Secrets | None = None,
+    auth: AuthPolicy | None = None,
 ):
-    harness = Harness(settings, actions, secrets)
+    harness = Harness(settings, actions, secrets, auth)
     try:
         await harness.start(which)
         yield harness

@@ -6,7 +6,8 @@ else it is:
 
 - `<!-- docs-check: steps -->`: a list of steps, checked inside a one-trigger workflow;
 - `<!-- docs-check: part of examples/x.yaml -->`: its top-level keys equal that file's;
-- `<!-- docs-check: invalid -->`: shows a mistake; it must fail the check.
+- `<!-- docs-check: invalid -->`: shows a mistake; it must fail the check;
+- `<!-- docs-check: auth file -->`: an `INTERLOCK_AUTH_FILE`, checked as the resumer reads one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import typer.main
 import yaml
 from pydantic import BaseModel
 
+from interlock.auth import parse_auth_file
 from interlock.cli.action_check import action_problems, known_actions
 from interlock.cli.app import app
 from interlock.settings import ExecutorSettings, Settings
@@ -71,6 +73,9 @@ def test_every_definition_in_the_docs_applies_unless_marked_otherwise(
         whole = yaml.safe_load((ROOT / block.marker.removeprefix(_PART_OF)).read_text())
         part = yaml.safe_load(block.text)
         assert {key: whole.get(key) for key in part} == part, f"{block.where}: not {block.marker}"
+        return
+    if block.marker == "auth file":
+        parse_auth_file(block.text.encode())  # raises on a file the resumer would refuse
         return
     assert block.marker in (None, "steps", "invalid"), f"{block.where}: unknown marker"
     problems = _apply_check(tmp_path, "example.yaml", _as_checked(block))

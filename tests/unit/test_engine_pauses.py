@@ -149,3 +149,64 @@ def test_cancel_voids_every_branch_and_lets_running_attempts_finish() -> None:
     assert sim.state.step("work").status is StepStatus.COMPLETED
     assert sim.state.owner is None
     assert sim.feed(Cancel("again")).refused == "already cancelled"
+
+
+def test_a_decision_its_sender_may_not_make_is_refused_not_permitted_before_anything_else() -> None:
+    sim = Sim(GATED, data={"n": 1})
+    sim.finish(sim.claim().launch[0])
+    approval_id = _approval_id(sim)
+    spoofed = sim.decide_approval(approval_id, by="alice", user_id="mallory", permitted=False)
+    assert spoofed.refused == "not_permitted"
+    assert spoofed.ops == []
+    assert spoofed.approvals == []
+    assert [r.reason for r in spoofed.decisions] == ["not_permitted"]
+    (body,) = [orjson.loads(m.body) for m in spoofed.outbox]
+    assert body["type"] == "interlock.approval.decision_rejected"
+    assert body["data"]["reason"] == "not_permitted"
+    assert body["data"]["user_id"] == "mallory"
+    assert body["data"]["decided_by"] == "alice"
+    assert sim.world.approvals[approval_id].status is ApprovalStatus.PENDING
+    # the real alice still decides
+    decided = sim.decide_approval(approval_id, by="alice", decision_id="d2", user_id="alice")
+    assert decided.refused is None
+
+
+def test_a_decision_for_no_approval_from_an_unpermitted_sender_is_not_permitted() -> None:
+    from interlock.engine.decide import decide_orphan
+    from interlock.engine.inputs import DecisionReceived
+
+    received = DecisionReceived(
+        "tests", "d", "apr_nope", "approved", "alice", None, None, None, None, False
+    )
+    orphan = decide_orphan(received, Sim(GATED).now)
+    assert [r.reason for r in orphan.decisions] == ["not_permitted"]
+
+
+def test_a_cancel_its_sender_may_not_send_changes_nothing_but_is_noted_and_announced() -> None:
+    from interlock.engine.inputs import Cancel
+
+    sim = Sim(GATED, data={"n": 1})
+    sim.finish(sim.claim().launch[0])
+    sim.finish(sim.decisions[-1].launch[0])
+    assert sim.state.status is ExecutionStatus.PAUSED
+    refused = sim.feed(
+        Cancel("stop", user_id="mallory", permitted=False, command_id="c1", command_source="x")
+    )
+    assert refused.refused == "not_permitted"
+    assert sim.state.status is ExecutionStatus.PAUSED
+    assert refused.approvals == []
+    assert refused.timers == []
+    (note,) = sim.execution_writes()[-1:]
+    assert note.old is note.new is ExecutionStatus.PAUSED
+    assert note.cause == "cancel refused (not_permitted): broker user 'mallory' may not cancel"
+    (body,) = [orjson.loads(m.body) for m in refused.outbox]
+    assert body["type"] == "interlock.execution.cancel_rejected"
+    assert body["data"]["details"] == {
+        "reason": "not_permitted",
+        "user_id": "mallory",
+        "command_id": "c1",
+        "command_source": "x",
+        "requested_by": None,
+    }
+    assert sim.feed(Cancel("stop", user_id="ops")).refused is None
+    assert sim.state.status is ExecutionStatus.CANCELLED

@@ -108,6 +108,20 @@ async def test_readyz_is_503_naming_the_failed_check(serve: Serve, failing: Chec
     assert body["failed"] == ["database"]
 
 
+async def test_readyz_stays_200_and_names_a_warning_given_after_it_started(serve: Serve) -> None:
+    warnings: list[str] = []
+    client = await serve({"broker": ok}, warnings=warnings)
+    assert "warnings" not in (await client.get("/readyz")).json()
+    warnings.append("INTERLOCK_AUTH_FILE is not set")
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"broker": True},
+        "warnings": ["INTERLOCK_AUTH_FILE is not set"],
+    }
+
+
 async def test_readyz_counts_a_hanging_check_as_failed_after_its_timeout(serve: Serve) -> None:
     never = asyncio.Event()
 

@@ -17,6 +17,7 @@ from interlock.bus.retry import (
     delay_after,
     failures_so_far,
     retry_copy,
+    sender_of,
 )
 from interlock.bus.topology import RETRY_DELAY, ExchangeName
 from interlock.errors import DeadLetterReason, InvalidInput, Unpublishable
@@ -102,12 +103,17 @@ def _incoming(**fields: Any) -> AbstractIncomingMessage:
 
 def test_a_first_retry_copy_records_the_count_the_delay_and_where_it_came_from() -> None:
     copy = retry_copy(
-        _incoming(user_id="approvals"), queue="ns.router", failures=1, delay=DELAYS[0]
+        _incoming(user_id="approvals"),
+        queue="ns.router",
+        failures=1,
+        delay=DELAYS[0],
+        own_user="interlock",
     )
     assert copy.exchange is ExchangeName.RETRY
     assert copy.routing_key == "ns.router"  # home, once the retry queue lets it go
     assert copy.body == b'{"id": 1}'
     assert copy.message_id == "m-1"
+    assert copy.user_id == "interlock"  # the broker checks it against our connection
     assert copy.headers == {
         "custom": "kept",
         ORIGINAL_EXCHANGE: "ns.events",
@@ -136,6 +142,40 @@ def test_a_copy_of_a_copy_keeps_the_first_origin_and_drops_the_brokers_bookkeepi
     assert copy.headers == {
         ORIGINAL_EXCHANGE: "ns.events",
         ORIGINAL_ROUTING_KEY: "order.placed",
+        ORIGINAL_USER_ID: "",
         ATTEMPTS: 2,
         RETRY_DELAY: "4000",
     }
+
+
+def test_the_sender_is_the_brokers_user_id_and_none_without_one() -> None:
+    assert sender_of(_incoming(user_id="approvals"), "interlock") == "approvals"
+    assert sender_of(_incoming(user_id=None), "interlock") is None
+    assert sender_of(_incoming(user_id=""), "interlock") is None
+
+
+def test_a_retry_copy_keeps_its_senders_identity_through_the_retry_queue() -> None:
+    first = _incoming(user_id="approvals")
+    copy = retry_copy(first, queue="ns.q", failures=1, delay=DELAYS[0], own_user="interlock")
+    back = _incoming(exchange="", user_id=copy.user_id, headers=dict(copy.headers))
+    assert sender_of(back, "interlock") == "approvals"
+    again = retry_copy(back, queue="ns.q", failures=2, delay=DELAYS[1], own_user="interlock")
+    assert again.headers[ORIGINAL_USER_ID] == "approvals"
+
+
+def test_a_copy_of_a_message_without_user_id_does_not_become_our_own_users() -> None:
+    copy = retry_copy(
+        _incoming(user_id=None), queue="ns.q", failures=1, delay=DELAYS[0], own_user="interlock"
+    )
+    back = _incoming(exchange="", user_id="interlock", headers=dict(copy.headers))
+    assert sender_of(back, "interlock") is None
+
+
+def test_a_vouching_header_from_anyone_but_our_own_user_is_not_believed() -> None:
+    forged = _incoming(user_id="mallory", headers={ORIGINAL_USER_ID: "approvals"})
+    assert sender_of(forged, "interlock") == "mallory"
+    anonymous = _incoming(user_id=None, headers={ORIGINAL_USER_ID: "approvals"})
+    assert sender_of(anonymous, "interlock") is None
+    # and its copy vouches only for who really sent it
+    copy = retry_copy(forged, queue="ns.q", failures=1, delay=DELAYS[0], own_user="interlock")
+    assert copy.headers[ORIGINAL_USER_ID] == "mallory"

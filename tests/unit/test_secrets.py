@@ -249,7 +249,7 @@ steps:
       url: "https://api.example/?k=${secrets.SEEN}"
       headers: {A: "${secrets.UNSEEN}", B: "${secrets[event.data.name]}"}
   - id: ask
-    approval: {prompt: "token ${secrets.T}"}
+    approval: {approvers: any, prompt: "token ${secrets.T}"}
 """
     )
     warnings, errors = secret_problems(loaded, frozenset({"SEEN"}))

@@ -240,7 +240,7 @@ def test_cel_syntax_error_in_with_names_file_step_and_path() -> None:
     [
         ({"id": "s", "if": "1 +", "wait": "1s"}, "if"),
         (_step(**{"with": {"a": [{"b": "x ${1 +}"}]}}), "with.a[0].b"),
-        ({"id": "s", "approval": {"prompt": "ok ${)}"}}, "approval.prompt"),
+        ({"id": "s", "approval": {"approvers": "any", "prompt": "ok ${)}"}}, "approval.prompt"),
         ({"id": "s", "wait": {"until": "${event.at"}}, "wait.until"),
     ],
 )
@@ -301,11 +301,26 @@ def test_trigger_conditions_may_use_macro_variables() -> None:
         ({"id": "s", "wait": "soon"}, "wait", "invalid duration 'soon'"),
         ({"id": "s", "wait": {"until": "tomorrow"}}, "wait", "'tomorrow' is neither"),
         ({"id": "s", "wait": {"at": "x"}}, "wait", "expected a duration or {until:"),
-        ({"id": "s", "approval": {"timeout": "0s"}}, "approval.timeout", "must be more than 0"),
-        ({"id": "s", "approval": {"timeout": "400d"}}, "approval.timeout", "at most 365d"),
+        (
+            {"id": "s", "approval": {"approvers": "any", "timeout": "0s"}},
+            "approval.timeout",
+            "must be more than 0",
+        ),
+        (
+            {"id": "s", "approval": {"approvers": "any", "timeout": "400d"}},
+            "approval.timeout",
+            "at most 365d",
+        ),
         ({"id": "s", "approval": {"approvers": []}}, "approval.approvers", "must not be empty"),
-        ({"id": "s", "approval": {"on_timeout": "retry"}}, "approval.on_timeout", "'continue'"),
-        ({"id": "s", "approval": {"who": "me"}}, "approval.who", "unknown key"),
+        ({"id": "s", "approval": {"timeout": "1h"}}, "approval.approvers", "is required: a list"),
+        ({"id": "s", "approval": {"approvers": "all"}}, "approval.approvers", "or `any` to let"),
+        ({"id": "s", "approval": {"approvers": ["any"]}}, "approval.approvers", "not a list"),
+        (
+            {"id": "s", "approval": {"approvers": "any", "on_timeout": "retry"}},
+            "approval.on_timeout",
+            "'continue'",
+        ),
+        ({"id": "s", "approval": {"approvers": "any", "who": "me"}}, "approval.who", "unknown key"),
         (_step(timeout="-1s"), "timeout", "must not be negative"),
         (_step(retry={"attempts": 0}), "retry.attempts", "greater than or equal to 1"),
         (_step(retry={"attempts": 101}), "retry.attempts", "less than or equal to 100"),
@@ -319,7 +334,7 @@ def test_trigger_conditions_may_use_macro_variables() -> None:
 def test_step_field_problems_name_the_step_and_field(
     step: dict[str, Any], where: str, message: str
 ) -> None:
-    [line] = _problems(_doc(steps=[_step(id="ok"), step]))
+    [line] = _problems(_doc(steps=[_step(id="ok"), step]))  # one line, naming step and field
     step_id = f" (id {step['id']!r})" if "id" in step else ""
     assert line.startswith(f"flows/wf.yaml: steps[1]{step_id} -> {where}: ")
     assert message in line
@@ -416,3 +431,31 @@ def test_load_definition_names_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(DefinitionError, match=r"nope\.yaml: cannot read") as caught:
         load_definition(missing)
     assert caught.value.file == str(missing)
+
+
+def test_an_approval_without_approvers_is_refused_at_apply_but_still_reads_back_stored() -> None:
+    """Versions stored before `approvers` was required keep loading: anyone may decide."""
+    stored = {
+        "name": "old",
+        "triggers": [{"on": "a.b"}],
+        "steps": [{"id": "ask", "approval": {"timeout": "1h"}}],
+    }
+    step = Workflow.model_validate(stored).steps[0]
+    assert isinstance(step, ApprovalStep)
+    assert step.approval.approvers is None
+    assert step.approval.named_approvers is None
+    assert _problems(stored) == [
+        "flows/wf.yaml: steps[0] (id 'ask') -> approval.approvers: is required: a list of"
+        " approver names, or `any` to let anyone decide"
+    ]
+
+
+def test_approvers_any_lets_anyone_decide_and_a_list_names_who() -> None:
+    anyone = _doc(steps=[{"id": "a", "approval": {"approvers": "any"}}])
+    named = _doc(steps=[{"id": "a", "approval": {"approvers": ["alice", "bob"]}}])
+    first = parse_definition(json.dumps(anyone), "wf.json").steps[0]
+    second = parse_definition(json.dumps(named), "wf.json").steps[0]
+    assert isinstance(first, ApprovalStep)
+    assert isinstance(second, ApprovalStep)
+    assert first.approval.named_approvers is None
+    assert second.approval.named_approvers == ("alice", "bob")
