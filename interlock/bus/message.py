@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -46,6 +46,13 @@ class OutgoingMessage:
     content_type: str = "application/json"
     headers: Mapping[str, Any] = field(default_factory=dict)
     timestamp: datetime | None = None
+
+
+def with_headers(message: OutgoingMessage, headers: Mapping[str, Any]) -> OutgoingMessage:
+    """`message` with `headers` added; a header it already has keeps its own value."""
+    if not headers:
+        return message
+    return replace(message, headers={**headers, **message.headers})
 
 
 MAX_ID_BYTES = 255  # an AMQP short string: message ids and CloudEvent ids we derive

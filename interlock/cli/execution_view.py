@@ -15,6 +15,7 @@ from interlock.store.executions import ExecutionRecord, ItemRecord, StepRecord, 
 from interlock.store.tables import ApprovalStatus
 from interlock.store.timers import TimerRecord
 from schemas.status import ExecutionStatus
+from schemas.trace_context import trace_id_of
 
 BAR_WIDTH: Final = 30
 _FINISHED: Final = frozenset({"completed", "skipped", "failed", "cancelled"})
@@ -124,6 +125,7 @@ def detail_json(d: Detail) -> dict[str, Any]:
         steps.append(entry)
     done = sum(1 for s in steps if s["status"] in _FINISHED)
     return summary_json(e) | {
+        "trace_id": trace_id_of(e.traceparent),
         "event": e.event,
         "progress": {"done": done, "total": len(steps)},
         "waiting": waiting_json(d),
@@ -157,6 +159,7 @@ def print_detail(d: dict[str, Any], now: datetime) -> None:
         echo(f"resumes on {w.get('resumes_on')}")
         if w.get("prompt"):
             echo(f"prompt     {w['prompt']}")
+    echo(f"trace      {d['trace_id'] or '-'}")
     echo("")
     bars = _timeline(d["steps"], now)
     table(

@@ -15,6 +15,7 @@ from interlock.errors import StartupFailed
 from interlock.runtime import Runtime, Service, serve
 from interlock.settings import Settings
 from interlock.telemetry.logging import configure_logging
+from interlock.telemetry.tracing_setup import tracing_from_environment
 
 
 class Which(StrEnum):
@@ -71,7 +72,12 @@ def run_services(
         uvloop.install()
     except ImportError:  # pragma: no cover - optional speed-up
         pass
-    runtime = Runtime(s, name=f"interlock-{which.value}")
+    name = f"interlock-{which.value}"
+    try:
+        tracing = tracing_from_environment(os.environ, name)
+    except StartupFailed as exc:
+        fail(str(exc), exc.exit_code)
+    runtime = Runtime(s, name=name, tracing=tracing)
     services = build_services(which, secrets)
     # everything imported so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise walk it all and stall every message in flight meanwhile
