@@ -68,7 +68,7 @@ SUMMARY_KEYS = {
     "started_at",
     "finished_at",
 }
-DETAIL_KEYS = SUMMARY_KEYS | {"progress", "waiting", "steps", "transitions"}
+DETAIL_KEYS = SUMMARY_KEYS | {"progress", "waiting", "steps", "transitions", "trace_id"}
 STEP_KEYS = {
     "id",
     "kind",
@@ -407,6 +407,7 @@ async def test_executions_list_and_show_describe_finished_runs(
     assert shown["event"]["data"] == {"qty": 3}
     assert shown["progress"] == {"done": 2, "total": 2}
     assert shown["waiting"] is None
+    assert shown["trace_id"] is None  # these services ran without tracing
     assert all(s.keys() == STEP_KEYS for s in shown["steps"])
     price, check = shown["steps"]
     assert (price["id"], price["status"], price["attempt"]) == ("price", "completed", 1)
