@@ -222,3 +222,34 @@ async def test_an_event_with_a_malformed_traceparent_is_routed_and_run_in_a_new_
     assert done.traceparent is not None
     assert ids(done.traceparent) == (trace_hex(router), span_hex(router))
     assert done.tracestate is None
+
+
+async def test_a_timer_resumes_in_a_new_trace_linked_to_the_executions_first_one(
+    settings: Settings,
+) -> None:
+    tracing, exporter = recording()
+    async with running(settings, tracing=tracing) as h:
+        await h.apply(
+            "name: rested\ntriggers: [{on: rested.start}]\n"
+            "steps:\n  - {id: rest, wait: 200ms}\n"
+            "  - {id: after, action: log, with: {message: rested}}\n"
+        )
+        event_id = str(uuid4())
+        event = {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": "tests",
+            "type": "rested.start",
+            "traceparent": PRODUCER,
+        }
+        await h.publish_raw(orjson.dumps(event), "rested.start")
+        (execution,) = await h.executions_for(event_id)
+        await h.wait_status(execution.id, ExecutionStatus.COMPLETED, within=20)
+        spans = await spans_until(exporter, "step after", 1)
+    (router,) = named(spans, f"process {settings.namespace}.router")
+    (resume,) = named(spans, "resume rested")
+    assert resume.parent is None
+    assert trace_hex(resume) != PRODUCER_TRACE
+    assert links_of(resume) == [(PRODUCER_TRACE, span_hex(router))]
+    (after,) = named(spans, "step after")
+    assert trace_hex(after) == trace_hex(resume)

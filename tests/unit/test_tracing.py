@@ -264,6 +264,24 @@ def test_a_resume_of_an_execution_without_a_trace_has_no_link() -> None:
     assert span.links == ()
 
 
+def test_a_run_message_without_a_trace_links_its_span_to_the_executions_first_trace() -> None:
+    tracing, exporter = recording()
+    with tracing.process("ns.executions", FakeMessage(), from_headers):
+        tracing.link_origin({"traceparent": PRODUCER})
+    (span,) = exporter.get_finished_spans()
+    assert span.parent is None
+    assert links_of(span) == [(PRODUCER_TRACE, PRODUCER_SPAN)]
+
+
+def test_a_run_in_the_executions_own_trace_is_not_linked_to_it_again() -> None:
+    tracing, exporter = recording()
+    message = FakeMessage(headers={"traceparent": PRODUCER})
+    with tracing.process("ns.executions", message, from_headers):
+        tracing.link_origin({"traceparent": PRODUCER})
+    (span,) = exporter.get_finished_spans()
+    assert links_of(span) == [(PRODUCER_TRACE, PRODUCER_SPAN)]  # the producer link alone
+
+
 # -- tracing off -----------------------------------------------------------------------------
 
 
