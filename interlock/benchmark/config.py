@@ -16,6 +16,7 @@ class Scenario(StrEnum):
     TIMERS = "timers"
     ROUTER = "router"
     IDLE = "idle"
+    TRACING = "tracing"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ once: no span, no attribute dict, no header. Callers on a hot path check `enable
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Final
 from uuid import UUID
 
@@ -20,6 +20,9 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from schemas.trace_context import NO_TRACE, TraceHeaders
 
 _NO_SPAN: Final = NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
+# what a disabled tracer hands out: made once, reusable, nothing built per call
+_OFF: Final[AbstractContextManager[Span]] = nullcontext(_NO_SPAN)
+_NO_RESUME: Final[AbstractContextManager[TraceHeaders]] = nullcontext(NO_TRACE)
 # attribute names of our own (the OTel convention: namespaced by the product)
 WORKFLOW: Final = "interlock.workflow"
 STEP: Final = "interlock.step"
@@ -106,14 +109,18 @@ class Tracing:
         ) as span:
             yield span
 
-    @contextmanager
     def attempt(
         self, workflow: str, step: str, attempt: int, execution_id: UUID, item: int | None
-    ) -> Iterator[Span]:
+    ) -> AbstractContextManager[Span]:
         """The span of one step attempt (of one for_each item), current while it runs."""
         if not self.enabled:
-            yield _NO_SPAN
-            return
+            return _OFF
+        return self._attempt(workflow, step, attempt, execution_id, item)
+
+    @contextmanager
+    def _attempt(
+        self, workflow: str, step: str, attempt: int, execution_id: UUID, item: int | None
+    ) -> Iterator[Span]:
         attributes: dict[str, Any] = {
             WORKFLOW: workflow,
             STEP: step,
@@ -127,10 +134,9 @@ class Tracing:
         ) as span:
             yield span
 
-    @contextmanager
     def resume(
         self, workflow: str, execution_id: UUID, origin: TraceHeaders
-    ) -> Iterator[TraceHeaders]:
+    ) -> AbstractContextManager[TraceHeaders]:
         """A span for changing a paused (or stuck) execution from outside, linked to `origin`.
 
         Yields the headers its messages carry. It continues the current trace (the decision's
@@ -138,8 +144,13 @@ class Tracing:
         days later is a trace of its own, linked to the one the execution started in.
         """
         if not self.enabled:
-            yield NO_TRACE
-            return
+            return _NO_RESUME
+        return self._resume(workflow, execution_id, origin)
+
+    @contextmanager
+    def _resume(
+        self, workflow: str, execution_id: UUID, origin: TraceHeaders
+    ) -> Iterator[TraceHeaders]:
         original = self.remote(origin)
         current = trace.get_current_span().get_span_context()
         parent = None
