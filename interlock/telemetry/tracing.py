@@ -87,26 +87,17 @@ class Tracing:
         parent = Context()  # a new trace unless the producer's context is the parent
         if producer is not None and not new_trace:
             parent = trace.set_span_in_context(NonRecordingSpan(producer))
-        attributes: dict[str, Any] = {
-            "messaging.system": "rabbitmq",
-            "messaging.operation.type": "process",
-            "messaging.operation.name": "process",
-            "messaging.destination.name": message.exchange or "",
-            "messaging.destination.subscription.name": queue,
-            "messaging.rabbitmq.destination.routing_key": message.routing_key or "",
-            "messaging.message.body.size": len(message.body),
-        }
-        if message.message_id:
-            attributes["messaging.message.id"] = message.message_id
+        # attributes are set once the sampler said the span records: none are built otherwise
         with self._tracer.start_as_current_span(
             f"process {queue}",
             context=parent,
             kind=SpanKind.CONSUMER,
             links=[Link(producer)] if producer is not None else None,
-            attributes=attributes,
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
+            if span.is_recording():
+                span.set_attributes(_messaging(queue, message))
             yield span
 
     def attempt(
@@ -121,17 +112,13 @@ class Tracing:
     def _attempt(
         self, workflow: str, step: str, attempt: int, execution_id: UUID, item: int | None
     ) -> Iterator[Span]:
-        attributes: dict[str, Any] = {
-            WORKFLOW: workflow,
-            STEP: step,
-            ATTEMPT: attempt,
-            EXECUTION: str(execution_id),
-        }
-        if item is not None:
-            attributes["interlock.item"] = item
-        with self._tracer.start_as_current_span(
-            f"step {step}", attributes=attributes, record_exception=False
-        ) as span:
+        with self._tracer.start_as_current_span(f"step {step}", record_exception=False) as span:
+            if span.is_recording():
+                span.set_attributes(
+                    {WORKFLOW: workflow, STEP: step, ATTEMPT: attempt, EXECUTION: str(execution_id)}
+                )
+                if item is not None:
+                    span.set_attribute("interlock.item", item)
             yield span
 
     def resume(
@@ -173,6 +160,22 @@ class Tracing:
         current = span.get_span_context()
         if original is not None and current.trace_id != original.trace_id:
             span.add_link(original, {"interlock.link": "execution"})
+
+
+def _messaging(queue: str, message: Any) -> dict[str, Any]:
+    """The messaging semantic conventions' attributes of a consumed RabbitMQ message."""
+    attributes: dict[str, Any] = {
+        "messaging.system": "rabbitmq",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.destination.name": message.exchange or "",
+        "messaging.destination.subscription.name": queue,
+        "messaging.rabbitmq.destination.routing_key": message.routing_key or "",
+        "messaging.message.body.size": len(message.body),
+    }
+    if message.message_id:
+        attributes["messaging.message.id"] = message.message_id
+    return attributes
 
 
 def finish_attempt(span: Span, ok: bool, error: str | None, retryable: bool) -> None:

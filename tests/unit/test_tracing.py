@@ -282,6 +282,28 @@ def test_a_run_in_the_executions_own_trace_is_not_linked_to_it_again() -> None:
     assert links_of(span) == [(PRODUCER_TRACE, PRODUCER_SPAN)]  # the producer link alone
 
 
+def test_a_sampled_out_message_exports_nothing_but_passes_the_trace_on_unsampled() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = Tracing(provider)
+    message = FakeMessage(event_body(traceparent=PRODUCER))
+    with (
+        tracing.process("ns.router", message, from_cloudevent) as span,
+        tracing.attempt("wf", "s", 1, uuid4(), None),
+    ):
+        assert not span.is_recording()
+        headers = dict(tracing.headers())
+    assert exporter.get_finished_spans() == ()
+    assert ids(headers)[0] == PRODUCER_TRACE
+    assert headers["traceparent"].endswith("-00")  # not sampled, so nobody downstream records
+
+
 # -- tracing off -----------------------------------------------------------------------------
 
 
