@@ -20,7 +20,7 @@ from executor.actions import ActionContext, ActionRegistry, OutgoingEvent, StepF
 from executor.secrets import Redactor
 from executor.storable import storable_error, storable_output
 from interlock.bus.codec import encode_cloudevent
-from interlock.bus.message import ExchangeName, OutgoingMessage
+from interlock.bus.message import ExchangeName, OutgoingMessage, with_headers
 from interlock.bus.outgoing import validate_outgoing
 from interlock.engine.inputs import Outcome
 from interlock.errors import Unpublishable
@@ -28,6 +28,7 @@ from schemas.cloudevent import CloudEvent
 from schemas.compiled import CompiledStep
 from schemas.durations import format_duration
 from schemas.expressions import ExpressionError, Scope
+from schemas.trace_context import trace_fields
 
 
 def idempotency_key(execution_id: str, step_id: str, item: int | None) -> str:
@@ -190,7 +191,10 @@ def _emitted(e: OutgoingEvent, now: datetime) -> OutgoingMessage:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "event"
         raise StepFailed(f"emitted event {e.type!r} is invalid: {where}: {first['msg']}") from None
-    message = encode_cloudevent(event, ExchangeName.EVENTS)
+    # the attempt's trace context, as AMQP headers too (what AMQP instrumentations read)
+    message = with_headers(
+        encode_cloudevent(event, ExchangeName.EVENTS), trace_fields(event.extensions)
+    )
     try:
         validate_outgoing(message)
     except Unpublishable as exc:

@@ -96,7 +96,9 @@ class ExecutionHandler:
             latency = (now - message.sent_at).total_seconds()
             d.run.metrics.resume_latency.observe(max(latency, 0.0))
         claim = Claim(d.run.worker, d.lock_class, now + d.lease)
-        run = ExecutionRun(d.run, state, workflow, claim)
+        # a run message without a trace (a retry from the CLI, say) starts one: linked back
+        d.run.tracing.link_origin(state.origin_trace)
+        run = ExecutionRun(d.run, state, workflow, claim, d.run.tracing.headers())
         self.runs[state.id] = run
         task = asyncio.create_task(self._drive(run), name=f"execution {state.id}")
         self._tasks.add(task)

@@ -36,8 +36,10 @@ from interlock.store.engine import raw_connection
 from interlock.store.state import load_states
 from interlock.telemetry.metrics import Metrics
 from interlock.telemetry.observe import observe_decision
+from interlock.telemetry.tracing import Tracing, finish_attempt
 from schemas.compiled import CompiledWorkflow
 from schemas.hops import DEFAULT_MAX_HOPS
+from schemas.trace_context import NO_TRACE, TraceHeaders
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +63,7 @@ class RunDeps:
     rng: random.Random = field(default_factory=random.Random)
     secrets: Secrets = field(default_factory=Secrets)
     max_hops: int = DEFAULT_MAX_HOPS
+    tracing: Tracing = field(default_factory=Tracing)
     # histogram children by (workflow, step, action), shared by every run of the process
     durations: dict[tuple[str, str, str], Any] = field(default_factory=dict)
 
@@ -78,8 +81,10 @@ class ExecutionRun:
         state: ExecutionState,
         workflow: CompiledWorkflow,
         claim: Claim | None = None,
+        trace: TraceHeaders = NO_TRACE,
     ) -> None:
         self._d = deps
+        self._trace = trace  # the run message's span: what this run's messages carry
         # decided as its owner from the start; the first commit makes it so (or says busy)
         self.state = state.but(owner=deps.worker)
         self.workflow = workflow
@@ -181,6 +186,7 @@ class ExecutionRun:
             settings=d.engine_settings,
             rng=d.rng,
             new_approval_id=new_approval_id,
+            trace=self._trace,
         )
 
     async def _inline(self, decision: Decision) -> Decision:
@@ -256,6 +262,17 @@ class ExecutionRun:
     async def _attempt(self, launch: Launch, state: ExecutionState) -> Outcome:
         d = self._d
         step = self.workflow.steps_by_id[launch.step_id]
+        with d.tracing.attempt(
+            state.workflow, step.id, launch.attempt, state.id, launch.item
+        ) as span:
+            outcome = await self._call(launch, state, d.tracing.headers())
+            finish_attempt(span, outcome.ok, outcome.error, outcome.retryable)
+        self._duration(step.id, step.action or "").observe(outcome.seconds)
+        return outcome
+
+    async def _call(self, launch: Launch, state: ExecutionState, trace: TraceHeaders) -> Outcome:
+        d = self._d
+        step = self.workflow.steps_by_id[launch.step_id]
         if launch.item is None:
             scope = self._scope.at(state)
         else:
@@ -276,10 +293,11 @@ class ExecutionRun:
             index=launch.item,
             secrets=d.secrets,
             max_hops=d.max_hops,
+            trace=trace,
         )
         if self._is_inline(launch):
             # built-ins that finish in memory: no timeout to arm, no log context to bind
-            outcome = await run_attempt(
+            return await run_attempt(
                 step,
                 scope=scope,
                 actions=d.actions,
@@ -287,18 +305,15 @@ class ExecutionRun:
                 default_timeout=None,
                 now=d.clock.now(),
             )
-        else:
-            with structlog.contextvars.bound_contextvars(step=step.id):
-                outcome = await run_attempt(
-                    step,
-                    scope=scope,
-                    actions=d.actions,
-                    context=context,
-                    default_timeout=d.settings.default_step_timeout,
-                    now=d.clock.now(),
-                )
-        self._duration(step.id, step.action or "").observe(outcome.seconds)
-        return outcome
+        with structlog.contextvars.bound_contextvars(step=step.id):
+            return await run_attempt(
+                step,
+                scope=scope,
+                actions=d.actions,
+                context=context,
+                default_timeout=d.settings.default_step_timeout,
+                now=d.clock.now(),
+            )
 
     def _duration(self, step_id: str, action: str) -> Any:
         """The step's duration histogram, looked up once per process (labels() is not free)."""

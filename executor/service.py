@@ -77,6 +77,7 @@ class ExecutorService:
             rng=random.Random(),
             secrets=self._secrets,
             max_hops=settings.max_hops,
+            tracing=runtime.tracing,
         )
         self._handler = ExecutionHandler(
             ExecutorDeps(

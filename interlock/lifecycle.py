@@ -11,6 +11,7 @@ import orjson
 from interlock.bus.message import ExchangeName, OutgoingMessage
 from schemas.cloudevent import CONTENT_TYPE
 from schemas.lifecycle import LifecycleType
+from schemas.trace_context import NO_TRACE, TraceHeaders
 
 SOURCE = "interlock"
 
@@ -58,15 +59,18 @@ class Announcer:
     schemas.lifecycle.LifecycleData documents, which a unit test holds it to.
     """
 
-    __slots__ = ("_at", "_facts", "_id", "_source", "_stamp", "_timestamp", "_workflow")
+    __slots__ = ("_at", "_facts", "_id", "_source", "_stamp", "_timestamp", "_trace", "_workflow")
 
-    def __init__(self, execution: ExecutionFacts, at: datetime) -> None:
+    def __init__(
+        self, execution: ExecutionFacts, at: datetime, trace: TraceHeaders = NO_TRACE
+    ) -> None:
         self._id = str(execution.id)
         self._workflow = execution.workflow
         self._source = f"{SOURCE}/{execution.workflow}"
         self._at = at.isoformat()
         self._stamp = f"{at.timestamp():.6f}"
         self._timestamp = at
+        self._trace = trace  # CloudEvents distributed-tracing attributes, and AMQP headers
         self._facts = (execution.version, execution.event_source, execution.event_id)
 
     def message(
@@ -114,11 +118,14 @@ class Announcer:
             "datacontenttype": "application/json",
             "data": data,
         }
+        if self._trace:
+            event.update(self._trace)
         return OutgoingMessage(
             exchange=ExchangeName.LIFECYCLE,
             routing_key=type_.value,
             body=orjson.dumps(event, option=orjson.OPT_NON_STR_KEYS),
             message_id=message_id,
             content_type=CONTENT_TYPE,
+            headers=self._trace,
             timestamp=self._timestamp,
         )

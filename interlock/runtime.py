@@ -16,11 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from interlock.bus import topology
 from interlock.bus.connection import broker_user, connect, is_connected
-from interlock.bus.consumer import Consumer, Handler
+from interlock.bus.consumer import Consumer, Handler, TracedQueue
 from interlock.bus.dead_letter import DeadLetters
 from interlock.bus.publisher import Publisher
 from interlock.bus.retry import Retries
 from interlock.bus.topology import QueueName
+from interlock.bus.trace_carriers import from_headers
 from interlock.clock import Clock
 from interlock.database_clock import DatabaseClock
 from interlock.errors import DeadLetterReason
@@ -32,6 +33,7 @@ from interlock.startup import declare_topology, listen, reach
 from interlock.store.engine import create_engine, create_sessionmaker, ping
 from interlock.telemetry.http import HealthServer
 from interlock.telemetry.metrics import Metrics
+from interlock.telemetry.tracing import Carrier, Tracing
 
 log = structlog.get_logger(__name__)
 
@@ -73,12 +75,14 @@ class Runtime:
         clock: Clock | None = None,
         registry: CollectorRegistry | None = None,
         serve_http: bool = True,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.name = name
         # the database's time unless a test injects its own (see interlock.database_clock)
         self.clock: Clock = clock or DatabaseClock()
         self.metrics = Metrics(registry or CollectorRegistry())
+        self.tracing = tracing or Tracing()  # off unless the entry point configured it
         self.topology = topology.Topology(
             settings.namespace, settings.amqp.delivery_limit, settings.amqp.retry_delays
         )
@@ -175,9 +179,19 @@ class Runtime:
         )
 
     async def consume(
-        self, queue: QueueName, handler: Handler, prefetch: int | None = None
+        self,
+        queue: QueueName,
+        handler: Handler,
+        prefetch: int | None = None,
+        *,
+        carrier: Carrier = from_headers,
+        new_trace: bool = False,
     ) -> Consumer:
-        """Start a consumer on one of our queues with this process's dead letters and metrics."""
+        """Start a consumer on one of our queues with this process's dead letters and metrics.
+
+        `carrier` finds the producer's trace context on a message; `new_trace` starts a trace
+        per message (linked to the producer's) instead of continuing the producer's.
+        """
         consumer = Consumer(
             connection=self.connection,
             queue=self.topology.queue(queue),
@@ -188,6 +202,7 @@ class Runtime:
             metrics=self.metrics,
             delivery_limit=self.settings.amqp.delivery_limit,
             on_outage=self.stale.observe,
+            tracing=TracedQueue(self.tracing, carrier, new_trace),
         )
         await consumer.start()
         self.consumers.append(consumer)
@@ -250,6 +265,8 @@ class Runtime:
         engine = self._opened("engine")
         if engine is not None:
             await engine.dispose()
+        # last: the spans of everything above are exported before the process ends
+        await asyncio.to_thread(self.tracing.shutdown)
 
 
 async def serve(runtime: Runtime, services: Sequence[Service], grace: timedelta) -> None:

@@ -29,7 +29,9 @@ from interlock.store.apply import Applied, Result, payload
 from interlock.store.approvals import new_approval_id
 from interlock.store.engine import raw_connection
 from interlock.store.state import load_states
+from interlock.telemetry.tracing import Tracing
 from schemas.compiled import CompiledWorkflow
+from schemas.trace_context import NO_TRACE, TraceHeaders
 
 MAX_TRIES: Final = 10
 Apply = Callable[[UUID | None, str], Awaitable[Applied]]
@@ -55,6 +57,7 @@ class Steering:
         apply: Apply,
         settings: EngineSettings | None = None,
         observe_reads: Callable[[float], None] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._engine = engine
         self._sessions = sessions
@@ -62,6 +65,7 @@ class Steering:
         self._clock = clock
         self._apply = apply
         self._settings = settings or EngineSettings()
+        self._tracing = tracing or Tracing()
         # reads of executions steered at the same time share a round trip
         self._reads: Batcher[UUID, ExecutionState | None] = Batcher(
             self._read, observe=observe_reads
@@ -72,37 +76,58 @@ class Steering:
     ) -> Steered | None:
         """Apply `make(state)`'s input; None if there is no such execution (or no input).
 
-        Raises NotReady if the execution kept changing under every try.
+        Traced as a resume: a span linked to the trace the execution started in, whose
+        context the messages of the change carry. Raises NotReady if the execution kept
+        changing under every try.
         """
-        for _ in range(MAX_TRIES):
-            state = await self._reads.submit(execution_id)
-            if state is None:
-                return None
-            event = await make(state)
-            if event is None:
-                return None
-            workflow = await self.workflow(state.version_id)
-            now = self._clock.now()
-            decision = decide(workflow, state, event, self.context(state, now))
-            if decision.empty:
-                return Steered(decision, workflow, state)
-            body = payload(decision, workflow, now=now, revision=state.revision)
-            applied = await self._apply(execution_id, body)
-            if applied.result is Result.OK:
-                return Steered(decision, workflow, state)
-            if applied.result is Result.MISSING:
-                return None
-            if applied.result is Result.DUPLICATE:
-                decision.refused = "duplicate"
-                return Steered(decision, workflow, state)
+        state = await self._reads.submit(execution_id)
+        if state is None:
+            return None
+        with self._tracing.resume(state.workflow, state.id, state.origin_trace) as trace:
+            for _ in range(MAX_TRIES):
+                done, steered = await self._try(state, make, trace)
+                if done:
+                    return steered
+                state = await self._reads.submit(execution_id)
+                if state is None:
+                    return None
         raise NotReady(f"execution {execution_id} kept changing while it was being steered")
 
-    def context(self, state: ExecutionState, now: datetime) -> Context:
+    async def _try(
+        self,
+        state: ExecutionState,
+        make: Callable[[ExecutionState], Awaitable[Input | None]],
+        trace: TraceHeaders,
+    ) -> tuple[bool, Steered | None]:
+        """One decide-apply: whether it is done (False: the execution changed, read again)."""
+        event = await make(state)
+        if event is None:
+            return True, None
+        workflow = await self.workflow(state.version_id)
+        now = self._clock.now()
+        decision = decide(workflow, state, event, self.context(state, now, trace))
+        if decision.empty:
+            return True, Steered(decision, workflow, state)
+        body = payload(decision, workflow, now=now, revision=state.revision)
+        applied = await self._apply(state.id, body)
+        if applied.result is Result.OK:
+            return True, Steered(decision, workflow, state)
+        if applied.result is Result.MISSING:
+            return True, None
+        if applied.result is Result.DUPLICATE:
+            decision.refused = "duplicate"
+            return True, Steered(decision, workflow, state)
+        return False, None
+
+    def context(
+        self, state: ExecutionState, now: datetime, trace: TraceHeaders = NO_TRACE
+    ) -> Context:
         return Context(
             now=now,
             scope=RunScope(state),
             settings=self._settings,
             new_approval_id=new_approval_id,
+            trace=trace,
         )
 
     async def workflow(self, version_id: int) -> CompiledWorkflow:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -31,8 +31,10 @@ from interlock.store.state import load_approvals, load_states
 from interlock.store.timers import NOTIFY_CHANNEL
 from interlock.telemetry.metrics import Metrics
 from interlock.telemetry.observe import observe_decision
+from interlock.telemetry.tracing import Tracing
 from schemas.compiled import CompiledWorkflow
 from schemas.status import TimerKind
+from schemas.trace_context import TraceHeaders
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +49,7 @@ class TimerDeps:
     database_url: str
     batch: int
     max_sleep: timedelta
+    tracing: Tracing = field(default_factory=Tracing)
 
 
 class TimerLoop:
@@ -75,7 +78,11 @@ class TimerLoop:
                 state = states[execution_id]
                 workflow = await d.steering.workflow(state.version_id)
                 mine = [t for t in timers if t.execution_id == execution_id]
-                decided.append((workflow, self._fire(workflow, state, mine, approvals, now), state))
+                # a span of its own per execution, linked to the trace it started in; what
+                # the timers cause (a run message, events) continues that span's trace
+                with d.tracing.resume(state.workflow, state.id, state.origin_trace) as trace:
+                    decision = self._fire(workflow, state, mine, approvals, now, trace)
+                decided.append((workflow, decision, state))
             bodies = [payload(dec, wf, now=now, revision=st.revision) for wf, dec, st in decided]
             answers = await apply_many(conn, bodies)
         for (workflow, decision, _), answer in zip(decided, answers, strict=True):
@@ -94,9 +101,10 @@ class TimerLoop:
         timers: list[TimerState],
         approvals: dict[str, ApprovalState],
         now: datetime,
+        trace: TraceHeaders,
     ) -> Decision:
         """Every due timer of one execution, in due order, as one decision."""
-        context = self._d.steering.context(state, now)
+        context = self._d.steering.context(state, now, trace)
         decision: Decision | None = None
         for timer in timers:
             approval = approvals.get(timer.approval_id or "")

@@ -11,6 +11,7 @@ from interlock.auth import UNAUTHENTICATED, AuthPolicy, Command
 from interlock.bus.connection import broker_user
 from interlock.bus.consumer import Consumer
 from interlock.bus.topology import QueueName
+from interlock.bus.trace_carriers import from_cloudevent
 from interlock.definitions import VersionCache
 from interlock.engine.draft import EngineSettings
 from interlock.runtime import Runtime
@@ -56,6 +57,7 @@ class ResumerService:
                 lifecycle_steps=settings.executor.lifecycle_steps,
                 max_items=settings.executor.max_items,
             ),
+            tracing=runtime.tracing,
         )
         deps = ResumerDeps(
             engine=runtime.engine,
@@ -83,6 +85,7 @@ class ResumerService:
                 database_url=settings.database.url,
                 batch=settings.resumer.timer_batch,
                 max_sleep=settings.resumer.max_timer_sleep,
+                tracing=runtime.tracing,
             )
         )
         runtime.spawn(self.timers.listen(), "timer-listen")
@@ -128,7 +131,11 @@ class ResumerService:
             (QueueName.DECISIONS, DecisionHandler(deps)),
             (QueueName.COMMANDS, CancelHandler(deps)),
         ):
-            self._consumers.append(await runtime.consume(queue, handler))
+            # a decision or a cancel may come days after the execution began: each starts a
+            # trace of its own, linked to the sender's and (in Steering) to the execution's
+            self._consumers.append(
+                await runtime.consume(queue, handler, carrier=from_cloudevent, new_trace=True)
+            )
 
     async def stop(self, grace: timedelta) -> None:
         await asyncio.gather(*(c.stop(grace) for c in self._consumers))

@@ -13,12 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.batching import Batcher
 from interlock.bus.codec import decode_cloudevent, encode_run
+from interlock.bus.message import with_headers
 from interlock.clock import Clock
 from interlock.errors import DeadLetterReason, InvalidInput
 from interlock.outbox import OutboxRelay
 from interlock.store.engine import raw_connection
 from interlock.store.routing import NewExecution, route_events, route_payload
 from interlock.telemetry.metrics import BatchOperation, Metrics
+from interlock.telemetry.tracing import Tracing
 from router.definitions import Definitions
 from schemas.messages import RunReason
 
@@ -33,6 +35,7 @@ class RouterDeps:
     clock: Clock
     relay: OutboxRelay
     max_message_bytes: int
+    tracing: Tracing
 
 
 class EventHandler:
@@ -84,14 +87,19 @@ class EventHandler:
                 )
                 for t in result.matches
             ]
+            # the executions start in this span's trace, and remember it for their resumes
+            trace = d.tracing.headers()
             # dedupe row, executions and their start messages commit together or not at all
             payload = route_payload(
                 source=event.source,
                 event_id=event.id,
                 event=scope,
                 executions=rows,
-                outbox=[encode_run(str(r.id), RunReason.START, now) for r in rows],
+                outbox=[
+                    with_headers(encode_run(str(r.id), RunReason.START, now), trace) for r in rows
+                ],
                 now=now,
+                trace=trace,
             )
             if not await self._route.submit(payload):
                 d.metrics.events_duplicate.inc()

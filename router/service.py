@@ -9,6 +9,7 @@ import structlog
 
 from interlock.bus.consumer import Consumer
 from interlock.bus.topology import QueueName
+from interlock.bus.trace_carriers import from_cloudevent
 from interlock.definitions import VersionCache
 from interlock.runtime import Runtime
 from interlock.store import seen_events
@@ -42,9 +43,13 @@ class RouterService:
                 clock=runtime.clock,
                 relay=runtime.relay,
                 max_message_bytes=settings.amqp.max_message_bytes,
+                tracing=runtime.tracing,
             )
         )
-        self._consumer = await runtime.consume(QueueName.ROUTER, handler, settings.amqp.prefetch)
+        # an event's trace continues through the router: its consumer span is the event's child
+        self._consumer = await runtime.consume(
+            QueueName.ROUTER, handler, settings.amqp.prefetch, carrier=from_cloudevent
+        )
 
     async def stop(self, grace: timedelta) -> None:
         if self._consumer is not None:

@@ -185,6 +185,8 @@ def _encode_content(request: HttpRequest, headers: httpx.Headers) -> bytes | str
 async def _exchange(request: HttpRequest, ctx: ActionContext) -> dict[str, Any]:
     headers = httpx.Headers(request.headers)
     headers["Idempotency-Key"] = ctx.idempotency_key  # lets the server dedupe our retries
+    if "traceparent" not in headers:  # the attempt's span, unless the step sends its own
+        headers.update(ctx.trace)
     content = _encode_content(request, headers)
     async with ctx.http.stream(
         request.method,

@@ -12,6 +12,7 @@ from structlog.typing import FilteringBoundLogger
 from executor.actions.errors import StepFailed
 from executor.secrets import DIR_SETTING, ENV_PREFIX, NO_REDACTION, Redactor, Secrets
 from schemas.hops import DEFAULT_MAX_HOPS, HOPS_EXTENSION, HopLimitExceeded, next_hops
+from schemas.trace_context import TraceHeaders
 
 
 @dataclass(frozen=True)
@@ -51,18 +52,25 @@ class ActionContext:
     secrets: Secrets = field(default_factory=Secrets, repr=False)
     revealed: set[str] = field(default_factory=set)  # secrets this attempt has read
     max_hops: int = DEFAULT_MAX_HOPS
+    # the attempt's span as `traceparent`/`tracestate` (empty with tracing off): send it on
+    # whatever this attempt calls; emitted events and `http` requests carry it already
+    trace: TraceHeaders = field(default_factory=dict)
 
     def emit(self, event: OutgoingEvent) -> None:
         """Queue an event for publication with this attempt's checkpoint.
 
         It carries `interlockhops`, one more than the triggering event's; past `max_hops` the
-        step fails without retry instead.
+        step fails without retry instead. It carries the attempt's trace context too, unless
+        the event has one of its own.
         """
         try:
             hops = next_hops(self.event, self.max_hops)
         except HopLimitExceeded as exc:
             raise StepFailed(str(exc), retryable=False) from None
-        self.emitted.append(replace(event, extensions={**event.extensions, HOPS_EXTENSION: hops}))
+        extensions = {**event.extensions, HOPS_EXTENSION: hops}
+        if self.trace and "traceparent" not in event.extensions:
+            extensions.update(self.trace)
+        self.emitted.append(replace(event, extensions=extensions))
 
     def secret(self, name: str) -> str:
         """The secret's value; it is masked as `***` in this attempt's output, error and events.

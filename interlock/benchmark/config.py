@@ -17,6 +17,7 @@ class Scenario(StrEnum):
     ROUTER = "router"
     IDLE = "idle"
     PRUNE = "prune"
+    TRACING = "tracing"
 
 
 @dataclass(frozen=True)

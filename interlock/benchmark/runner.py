@@ -25,6 +25,7 @@ from interlock.benchmark.scenarios.resume import run_resume
 from interlock.benchmark.scenarios.router_scale import run_router
 from interlock.benchmark.scenarios.throughput import run_lifecycle, run_throughput
 from interlock.benchmark.scenarios.timers import run_timers
+from interlock.benchmark.scenarios.tracing_cost import run_tracing
 from interlock.settings import Settings
 
 Runner = Callable[[Bench, Recorder], Awaitable[None]]
@@ -38,6 +39,7 @@ RUNNERS: Final[Mapping[Scenario, Runner]] = {
     Scenario.ROUTER: run_router,
     Scenario.IDLE: run_idle,
     Scenario.PRUNE: run_prune,
+    Scenario.TRACING: run_tracing,
 }
 # scenarios on one router + executor + resumer go first, so services restart as little as possible
 RUN_ORDER: Final = (
@@ -49,6 +51,7 @@ RUN_ORDER: Final = (
     Scenario.LIFECYCLE,
     Scenario.ROUTER,
     Scenario.PRUNE,
+    Scenario.TRACING,  # in this process, no services
 )
 
 

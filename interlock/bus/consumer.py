@@ -21,6 +21,7 @@ from interlock.bus.topology import Queue
 from interlock.errors import DeadLetterReason, InvalidInput, Unpublishable
 from interlock.outage import is_outage
 from interlock.telemetry.metrics import Metrics
+from interlock.telemetry.tracing import Carrier, Tracing, finish_message
 
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
 log = structlog.get_logger(__name__)
@@ -46,6 +47,16 @@ class Retry:
 
 
 Outcome = Ack | DeadLetter | Retry
+
+
+@dataclass(frozen=True)
+class TracedQueue:
+    """How a consumer traces its messages: the tracer, where the producer's context is, and
+    whether each message starts a trace of its own (linked to the producer's)."""
+
+    tracing: Tracing
+    carrier: Carrier
+    new_trace: bool = False
 
 
 def decide(error: Exception | None, *, failures_before: int, limit: int) -> Outcome:
@@ -87,6 +98,7 @@ class Consumer:
         metrics: Metrics,
         delivery_limit: int,
         on_outage: Callable[[BaseException], None] | None = None,
+        tracing: TracedQueue | None = None,
     ) -> None:
         # `connection` only consumes and acks: publishing (dead letters, retries) goes through
         # the publisher's own connection, so broker flow control on it never stalls an ack
@@ -99,6 +111,7 @@ class Consumer:
         self._metrics = metrics
         self._delivery_limit = delivery_limit
         self._on_outage = on_outage
+        self._tracing = tracing
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
@@ -158,7 +171,10 @@ class Consumer:
         self._inflight.add(task)
         self._idle.clear()
         try:
-            await self._settle(message)
+            if self._tracing is not None and self._tracing.tracing.enabled:
+                await self._traced(message, self._tracing)
+            else:
+                await self._settle(message)
         finally:
             self._inflight.discard(task)
             if not self._inflight:
@@ -190,32 +206,42 @@ class Consumer:
                 )
                 await asyncio.sleep(backoff(tries))
 
-    async def _settle(self, message: AbstractIncomingMessage) -> None:
+    async def _traced(self, message: AbstractIncomingMessage, t: TracedQueue) -> None:
+        name = self._queue_spec.name
+        with t.tracing.process(name, message, t.carrier, new_trace=t.new_trace) as span:
+            outcome, error = await self._settle(message)
+            finish_message(span, outcome, error)
+
+    async def _settle(self, message: AbstractIncomingMessage) -> tuple[str, Exception | None]:
+        """Handle the message and act on the outcome; returns the outcome's name and error."""
         error = await self._handle(message)
         if error is not None and self._gone(message):
-            return  # not acked: redelivered, and the checkpoint makes the rerun resume
+            # not acked: redelivered, and the checkpoint makes the rerun resume
+            return "redelivered", error
         failures_before = failures_so_far(message.headers)
         outcome = decide(error, failures_before=failures_before, limit=self._delivery_limit)
         queue = self._queue_spec.name
         if isinstance(outcome, Ack):
             self._metrics.messages_consumed.labels(queue=queue, outcome="ack").inc()
             await message.ack()
-        elif isinstance(outcome, DeadLetter):
+            return "ack", None
+        if isinstance(outcome, DeadLetter):
             await self._dead_letter(message, outcome, error)
-        else:
-            failures = outcome.failures
-            log.warning(
-                "message.retry",
-                queue=queue,
-                error=f"{type(error).__name__}: {error}",
-                failures=failures,
-            )
-            sent = await self._publish(
-                message, lambda: self._retries.send(message, queue=queue, failures=failures)
-            )
-            if sent:
-                self._metrics.messages_consumed.labels(queue=queue, outcome="requeue").inc()
-                await message.ack()
+            return "dead_letter", error
+        failures = outcome.failures
+        log.warning(
+            "message.retry",
+            queue=queue,
+            error=f"{type(error).__name__}: {error}",
+            failures=failures,
+        )
+        sent = await self._publish(
+            message, lambda: self._retries.send(message, queue=queue, failures=failures)
+        )
+        if sent:
+            self._metrics.messages_consumed.labels(queue=queue, outcome="requeue").inc()
+            await message.ack()
+        return "requeue", error
 
     async def _dead_letter(
         self, message: AbstractIncomingMessage, outcome: DeadLetter, error: Exception | None

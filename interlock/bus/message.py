@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -49,6 +49,13 @@ class OutgoingMessage:
     # the publishing connection's broker user, which RabbitMQ checks; only for direct publishes
     # (decisions and commands, retry copies), never for outbox rows
     user_id: str | None = None
+
+
+def with_headers(message: OutgoingMessage, headers: Mapping[str, Any]) -> OutgoingMessage:
+    """`message` with `headers` added; a header it already has keeps its own value."""
+    if not headers:
+        return message
+    return replace(message, headers={**headers, **message.headers})
 
 
 MAX_ID_BYTES = 255  # an AMQP short string: message ids and CloudEvent ids we derive

@@ -21,6 +21,7 @@ from interlock.store.records import (
     TransitionRecord,
 )
 from schemas.status import ApprovalStatus, ExecutionStatus
+from schemas.trace_context import trace_id_of
 
 BAR_WIDTH: Final = 30
 
@@ -142,6 +143,7 @@ def detail_json(d: Detail, now: datetime) -> dict[str, Any]:
         steps.append(entry)
     estimate = execution_eta(e, d.history, now)
     return summary_json(e) | {
+        "trace_id": trace_id_of(e.traceparent),
         "event": e.event,
         "progress": step_progress(steps).as_json(),
         "eta": estimate.as_json() if estimate else None,
@@ -179,6 +181,7 @@ def print_detail(d: dict[str, Any], now: datetime) -> None:
         echo(f"resumes on {w.get('resumes_on')}")
         if w.get("prompt"):
             echo(f"prompt     {w['prompt']}")
+    echo(f"trace      {d['trace_id'] or '-'}")
     echo("")
     bars = _timeline(d["steps"], now)
     table(

@@ -65,6 +65,7 @@ def run_services(
     from interlock.errors import StartupFailed
     from interlock.runtime import Runtime, serve
     from interlock.telemetry.logging import configure_logging
+    from interlock.telemetry.tracing_setup import tracing_from_environment
 
     s = settings()
     if metrics_port is not None:
@@ -81,12 +82,14 @@ def run_services(
         uvloop.install()
     except ImportError:  # pragma: no cover - optional speed-up
         pass
+    name = f"interlock-{which.value}"
     try:
         # read once, at start: an unreadable or invalid file stops the resumer in one line
         auth = load_auth_policy(s.auth_file) if which in (Which.RESUMER, Which.ALL) else None
+        tracing = tracing_from_environment(os.environ, name)
     except StartupFailed as exc:
         fail(str(exc), exc.exit_code)
-    runtime = Runtime(s, name=f"interlock-{which.value}")
+    runtime = Runtime(s, name=name, tracing=tracing)
     services = build_services(which, secrets, auth)
     # everything imported so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise walk it all and stall every message in flight meanwhile

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from interlock.bus.message import OutgoingMessage
+from interlock.bus.message import OutgoingMessage, with_headers
 from interlock.engine.scope import RunScope
 from interlock.engine.state import ExecutionState, StepState
 from interlock.engine.writes import Decision, ExecutionWrite, ItemsReset, StepWrite
@@ -25,6 +25,7 @@ from schemas.status import (
     check_execution_transition,
     check_step_transition,
 )
+from schemas.trace_context import TraceHeaders
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class Context:
     settings: EngineSettings = EngineSettings()
     rng: random.Random | None = None  # retry jitter; None: no jitter
     new_approval_id: Callable[[], str] | None = None
+    # the trace context of whoever decides: every message of the decision carries it
+    trace: TraceHeaders = field(default_factory=dict)
 
 
 class Draft:
@@ -94,7 +97,7 @@ class Draft:
         self.decision.state = self.state.but(**moved)
 
     def send(self, message: OutgoingMessage) -> None:
-        self.decision.outbox.append(message)
+        self.decision.outbox.append(with_headers(message, self.ctx.trace))
 
     def announce(
         self,
@@ -112,7 +115,7 @@ class Draft:
         if optional and not self.ctx.settings.lifecycle_steps:
             return
         if self._announcer is None:
-            self._announcer = Announcer(self.state, self.now)
+            self._announcer = Announcer(self.state, self.now, self.ctx.trace)
         self.send(
             self._announcer.message(
                 kind,

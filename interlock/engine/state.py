@@ -79,6 +79,8 @@ class ExecutionState:
     paused_reason: PauseReason | None = None
     steps: Mapping[str, StepState] = field(default_factory=dict)
     items: Mapping[str, Mapping[int, StepState]] = field(default_factory=dict)
+    # the trace context it was created in; resumes link to it (the core does not read it)
+    origin_trace: Mapping[str, str] = field(default_factory=dict)
 
     def but(self, **changes: Any) -> ExecutionState:
         """A copy with `changes` (the core makes one per write: it has to be cheap)."""

@@ -62,6 +62,8 @@ class ExecutionRecord:
     updated_at: datetime
     lease_expires_at: datetime | None = None
     revision: int = 0
+    traceparent: str | None = None  # the trace context it was created in (router's span)
+    tracestate: str | None = None
     steps: dict[str, StepRecord] = field(default_factory=dict)
     items: dict[str, dict[int, ItemRecord]] = field(default_factory=dict)
 

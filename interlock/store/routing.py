@@ -13,6 +13,7 @@ import orjson
 
 from interlock.bus.message import OutgoingMessage
 from interlock.store.apply import outbox_json
+from schemas.trace_context import NO_TRACE, TraceHeaders
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,14 @@ def route_payload(
     executions: Sequence[NewExecution],
     outbox: Sequence[OutgoingMessage],
     now: datetime,
+    trace: TraceHeaders = NO_TRACE,
 ) -> dict[str, Any]:
-    """The dedupe row, the executions and their messages: one routed event."""
+    """The dedupe row, the executions and their messages: one routed event.
+
+    `trace` is the context the executions are created in, stored on each of them.
+    """
     return {
+        **trace,
         "now": now.isoformat(),
         "source": source,
         "id": event_id,

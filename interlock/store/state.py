@@ -12,11 +12,12 @@ import orjson
 
 from interlock.engine.state import ApprovalState, ExecutionState, StepState
 from schemas.status import ApprovalStatus, ExecutionStatus, PauseReason, StepStatus
+from schemas.trace_context import stored_trace
 
 _COLUMNS = """
     e.id, e.workflow, e.version_id, e.version, e.status::text AS status, e.event::text AS event,
     e.event_source, e.event_id, e.revision, e.owner, e.lease_expires_at, e.error, e.started_at,
-    e.paused_reason::text AS paused_reason,
+    e.paused_reason::text AS paused_reason, e.traceparent, e.tracestate,
     (SELECT coalesce(jsonb_agg(to_jsonb(s) - 'execution_id'), '[]'::jsonb)
      FROM step_run s WHERE s.execution_id = e.id)::text AS step_rows,
     (SELECT coalesce(jsonb_agg(to_jsonb(i) - 'execution_id'), '[]'::jsonb)
@@ -59,6 +60,7 @@ def state_of(row: asyncpg.Record) -> ExecutionState:
         paused_reason=PauseReason(paused) if paused else None,
         steps=steps,
         items=items,
+        origin_trace=stored_trace(row["traceparent"], row["tracestate"]),
     )
 
 

@@ -143,6 +143,9 @@ class Execution(Base):
     # bumped by every change the write path applies: a decision is applied only to the
     # revision it was made from
     revision: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # the W3C trace context it was created in (the router's span): resumes link back to it
+    traceparent: Mapped[str | None] = mapped_column(Text)
+    tracestate: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

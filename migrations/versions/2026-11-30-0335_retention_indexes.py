@@ -1,7 +1,7 @@
 """retention: find finished executions by finish time, and old decisions, without a scan
 
 Revision ID: d7a3e9c5b1f4
-Revises: c4e8a1f6b2d9
+Revises: 5d1e7b3a9c20
 Create Date: 2026-11-30 03:35:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "d7a3e9c5b1f4"
-down_revision: str | None = "c4e8a1f6b2d9"
+down_revision: str | None = "5d1e7b3a9c20"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -34,7 +34,17 @@ SIZES = {
     "--executors": "1",
     "--stall-timeout": "20",
 }
-SCENARIOS = {"throughput", "graph", "lifecycle", "resume", "timers", "router", "idle", "prune"}
+SCENARIOS = {
+    "throughput",
+    "graph",
+    "lifecycle",
+    "resume",
+    "timers",
+    "router",
+    "idle",
+    "prune",
+    "tracing",
+}
 
 
 async def _bench(env: dict[str, str], output: Path) -> tuple[int, str, str]:
@@ -122,6 +132,11 @@ async def test_quick_bench_document_has_every_scenario_with_counts_matching_the_
     for service in ("router", "executor-1", "resumer"):
         assert idle[service]["cpu_percent"] >= 0
         assert idle[service]["rss_mb"] > 0
+
+    tracing = _details(doc, "tracing")
+    assert tracing["calls"] == 20_000
+    assert tracing["off_us"] >= 0
+    assert tracing["on_us"] > tracing["off_us"]
 
 
 async def test_quick_bench_records_machine_versions_and_settings_with_quick_verdicts(

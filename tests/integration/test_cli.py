@@ -69,7 +69,7 @@ SUMMARY_KEYS = {
     "finished_at",
 }
 LISTED_KEYS = SUMMARY_KEYS | {"progress", "eta"}
-DETAIL_KEYS = LISTED_KEYS | {"waiting", "steps", "transitions"}
+DETAIL_KEYS = LISTED_KEYS | {"waiting", "steps", "transitions", "trace_id"}
 STEP_KEYS = {
     "id",
     "kind",
@@ -409,6 +409,7 @@ async def test_executions_list_and_show_describe_finished_runs(
     assert shown["progress"] == {"done": 2, "total": 2, "percent": 100.0}
     assert shown["eta"] is None  # finished
     assert shown["waiting"] is None
+    assert shown["trace_id"] is None  # these services ran without tracing
     assert all(s.keys() == STEP_KEYS for s in shown["steps"])
     price, check = shown["steps"]
     assert (price["id"], price["status"], price["attempt"]) == ("price", "completed", 1)

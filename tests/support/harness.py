@@ -24,6 +24,7 @@ from interlock.settings import Settings
 from interlock.store.engine import transaction
 from interlock.store.executions import ExecutionRecord, Executions
 from interlock.store.workflows import Workflows
+from interlock.telemetry.tracing import Tracing
 from resumer.service import ResumerService
 from router.service import RouterService
 from schemas.definition import definition_digest, parse_definition
@@ -39,11 +40,13 @@ class Harness:
         actions: ActionRegistry | None = None,
         secrets: Secrets | None = None,
         auth: AuthPolicy | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.actions = actions
         self.secrets = secrets
         self.auth = auth
+        self.tracing = tracing
         self.topology = Topology(
             settings.namespace, settings.amqp.delivery_limit, settings.amqp.retry_delays
         )
@@ -56,7 +59,11 @@ class Harness:
 
     async def start(self, which: Sequence[str] = ("router", "executor", "resumer")) -> None:
         self.runtime = Runtime(
-            self.settings, name="test", registry=CollectorRegistry(), serve_http=False
+            self.settings,
+            name="test",
+            registry=CollectorRegistry(),
+            serve_http=False,
+            tracing=self.tracing,
         )
         await self.runtime.open()
         for name in which:
@@ -275,8 +282,9 @@ async def running(  # type: ignore[no-untyped-def]
     actions: ActionRegistry | None = None,
     secrets: Secrets | None = None,
     auth: AuthPolicy | None = None,
+    tracing: Tracing | None = None,
 ):
-    harness = Harness(settings, actions, secrets, auth)
+    harness = Harness(settings, actions, secrets, auth, tracing)
     try:
         await harness.start(which)
         yield harness

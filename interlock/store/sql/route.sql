@@ -11,9 +11,11 @@ BEGIN
         RETURN false;
     END IF;
     INSERT INTO execution (id, workflow, version_id, version, trigger_index, status, event,
-                           event_source, event_id, created_at, updated_at)
+                           event_source, event_id, traceparent, tracestate, created_at,
+                           updated_at)
     SELECT (x->>'id')::uuid, x->>'workflow', (x->>'version_id')::bigint, (x->>'version')::int,
-           (x->>'trigger_index')::int, 'pending', p->'event', p->>'source', p->>'id', at_, at_
+           (x->>'trigger_index')::int, 'pending', p->'event', p->>'source', p->>'id',
+           p->>'traceparent', p->>'tracestate', at_, at_
     FROM jsonb_array_elements(p->'executions') AS x;
     INSERT INTO transition (execution_id, step_id, from_status, to_status, cause, at)
     SELECT (x->>'id')::uuid, NULL, NULL, 'pending', x->>'cause', at_
