@@ -1,8 +1,9 @@
 """Nothing lost, nothing done twice: hundreds of executions while services die.
 
-Router, three executors and two resumers run as subprocesses. While events, decisions and
-cancels flow, a monkey SIGKILLs random services (and starts replacements) and RabbitMQ is
-restarted once. Afterwards the recorded history must show every promise kept.
+Two routers, three executors and two resumers run as subprocesses. While events, decisions and
+cancels flow, a monkey SIGKILLs random services (and starts replacements), cuts every service's
+database connections (pg_terminate_backend) now and then, and restarts RabbitMQ once. Afterwards
+the recorded history must show every promise kept.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ COUNTS = {
     "chaos.graph": 40,
 }
 POISON = 5
-KINDS = {"router": 1, "executor": 3, "resumer": 2}
+TEST_CLIENT = "chaos-test"  # the test's own database sessions, which the monkey spares
+KINDS = {"router": 2, "executor": 3, "resumer": 2}
 
 
 @dataclass
@@ -197,12 +199,16 @@ class Driver:
 class Monkey:
     """Kills a random service every so often and starts a replacement of the same kind."""
 
-    def __init__(self, services: Services, running: list[ServiceProcess], seed: int) -> None:
+    def __init__(
+        self, services: Services, running: list[ServiceProcess], engine: AsyncEngine, seed: int
+    ) -> None:
         self.services = services
         self.running = running
+        self.engine = engine
         self.rng = random.Random(seed)
         self.kills: Counter[str] = Counter()
         self.broker_restarts = 0
+        self.connections_cut = 0
 
     async def kill_one(self) -> None:
         victim = self.rng.choice(self.running)
@@ -210,6 +216,16 @@ class Monkey:
         self.kills[victim.which] += 1
         self.running.remove(victim)
         self.running.append(self.services.start(victim.which))
+
+    async def cut_database_connections(self) -> None:
+        """What a failover or an idle-session reaper does: every service's session ends at once."""
+        (cut,) = await rows(
+            self.engine,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            f"WHERE datname = current_database() AND application_name <> '{TEST_CLIENT}'",
+        )
+        assert cut[0] > 0, "the services hold database connections"
+        self.connections_cut += 1
 
     async def restart_broker(self) -> None:
         ctl = shutil.which("rabbitmqctl")
@@ -233,6 +249,8 @@ class Monkey:
                 break
             if not self.broker_restarts and time.monotonic() - started > restart_broker_at:
                 await self.restart_broker()
+            elif self.rng.random() < 0.2:
+                await self.cut_database_connections()
             else:
                 await self.kill_one()
 
@@ -379,8 +397,12 @@ async def _nothing_lost(
     effects = await observer.declare_queue(f"{namespace}.test.effects", durable=True)
     await effects.bind(topology.exchange(ExchangeName.EVENTS).name, "chaos.effect.#")
 
-    engine = create_async_engine(database_url, pool_size=2)
-    monkey = Monkey(services, running, seed=20261123)
+    engine = create_async_engine(
+        database_url,
+        pool_size=2,
+        connect_args={"server_settings": {"application_name": TEST_CLIENT}},
+    )
+    monkey = Monkey(services, running, engine, seed=20261123)
     stop_chaos = asyncio.Event()
     chaos = asyncio.create_task(monkey.run(stop_chaos, restart_broker_at=6.0))
     try:
@@ -391,10 +413,14 @@ async def _nothing_lost(
         )
 
         async def enough_chaos() -> bool:
-            return monkey.broker_restarts == 1 and sum(monkey.kills.values()) >= 12
+            return (
+                monkey.broker_restarts == 1
+                and sum(monkey.kills.values()) >= 12
+                and monkey.connections_cut >= 2
+            )
 
         # the monkey keeps at it while the resumed work runs, however fast the traffic was
-        await eventually(enough_chaos, within=120, interval=0.2, what="a dozen kills")
+        await eventually(enough_chaos, within=120, interval=0.2, what="a dozen kills and two cuts")
         stop_chaos.set()
         await chaos
         # every kind is back at full strength and ready before the final accounting
@@ -425,9 +451,13 @@ async def _nothing_lost(
 
     assert monkey.broker_restarts == 1
     assert sum(monkey.kills.values()) >= 12, monkey.kills
+    assert monkey.connections_cut >= 2
     approved = await assert_executions_and_steps(engine, driver)
     repeats = await assert_effects_once(engine, effects, approved)
-    print(f"\nchaos: kills={dict(monkey.kills)} broker restarts=1 effect repeats={repeats}")
+    print(
+        f"\nchaos: kills={dict(monkey.kills)} broker restarts=1 "
+        f"connection cuts={monkey.connections_cut} effect repeats={repeats}"
+    )
     await assert_no_message_left(driver, topology)
     await effects.delete(if_unused=False, if_empty=False)
     await driver.connection.close()
