@@ -1,8 +1,9 @@
 """Automatic retention: one resumer at a time deletes what INTERLOCK_RETENTION lets go.
 
-Every resumer runs the loop; a transaction-level advisory lock, held on a connection of its
-own for the whole pass, lets one of them prune while the others skip that round. The pass
-deletes batch after batch (each its own short transaction) until nothing older is left.
+Every resumer runs the loop. The pass deletes batch after batch, each its own short transaction
+on one pooled connection, until nothing older is left; each batch first takes a
+transaction-level advisory lock, and a resumer that finds it taken leaves the round to the one
+holding it. Nothing holds a connection between batches, so a small pool is never starved.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.store import retention
@@ -39,27 +39,25 @@ class RetentionLoop:
     async def tick(self) -> retention.Counts | None:
         """One pass; None if another resumer holds the lock (it prunes this round)."""
         d = self._d
-        async with d.engine.begin() as holder:
-            locked = await holder.scalar(
-                text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": d.lock_key}
-            )
-            if not locked:
-                return None
-            before = await retention.cutoff(d.engine, d.keep)
-            total = retention.empty()
-            while True:
-                started = time.perf_counter()
-                found = await retention.prune_batch(d.engine, before, d.batch)
-                d.metrics.retention_seconds.observe(time.perf_counter() - started)
-                for table, n in found.items():
-                    if n:
-                        d.metrics.retention_deleted.labels(kind=table).inc(n)
-                total = retention.added(total, found)
-                if not any(found.values()):
-                    break
+        before = await retention.cutoff(d.engine, d.keep)
+        total = retention.empty()
+        contended = False
+        while True:
+            started = time.perf_counter()
+            found = await retention.prune_batch(d.engine, before, d.batch, lock_key=d.lock_key)
+            if found is None:  # another resumer is pruning: the round is theirs
+                contended = True
+                break
+            d.metrics.retention_seconds.observe(time.perf_counter() - started)
+            for table, n in found.items():
+                if n:
+                    d.metrics.retention_deleted.labels(kind=table).inc(n)
+            total = retention.added(total, found)
+            if not any(found.values()):
+                break
         if any(total.values()):
             log.info("retention.pruned", cutoff=before.isoformat(), **total)
-        return total
+        return None if contended and not any(total.values()) else total
 
     async def run(self) -> None:
         for table in retention.TABLES:

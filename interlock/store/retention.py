@@ -73,9 +73,19 @@ async def count(engine: AsyncEngine, before: datetime) -> Counts:
     return {t: int(row._mapping[t]) for t in TABLES}
 
 
-async def prune_batch(engine: AsyncEngine, before: datetime, batch: int) -> Counts:
-    """Delete up to `batch` of the oldest finished executions, and their rows, in one commit."""
+async def prune_batch(
+    engine: AsyncEngine, before: datetime, batch: int, *, lock_key: int | None = None
+) -> Counts | None:
+    """Delete up to `batch` of the oldest finished executions, and their rows, in one commit.
+
+    With `lock_key`, the batch first takes that transaction-level advisory lock and returns
+    None when another session holds it: one connection per batch, never one held for a pass.
+    """
     async with engine.begin() as conn:
+        if lock_key is not None and not await conn.scalar(
+            text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": lock_key}
+        ):
+            return None
         row = (
             await conn.execute(text(queries()["batch"]), {"cutoff": before, "batch": batch})
         ).one()
@@ -100,6 +110,7 @@ async def prune(
     total = empty()
     while True:
         found = await prune_batch(engine, before, batch)
+        assert found is not None  # no lock asked for
         total = added(total, found)
         if on_batch is not None:
             on_batch(total)

@@ -52,7 +52,7 @@ async def test_a_refund_event_runs_the_example_workflow_across_separate_service_
     assert steps["classify"]["output"] == {"big": True, "customer": "c-1"}
     assert steps["note"]["status"] == "completed"
     assert steps["announce"]["status"] == "completed"
-    assert detail["progress"] == {"done": 3, "total": 3}
+    assert detail["progress"] == {"done": 3, "total": 3, "percent": 100.0}
 
     async def received() -> float | None:
         value = await sample(router, "interlock_events_received_total")

@@ -9,6 +9,7 @@ from uuid import UUID
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from interlock.cli.executions import steering
 from interlock.clock import SystemClock
@@ -17,6 +18,7 @@ from interlock.engine.state import ExecutionState
 from interlock.settings import ResumerSettings, Settings
 from interlock.store import retention
 from interlock.store.approvals import Approvals
+from resumer.retention import RetentionDeps, RetentionLoop
 from schemas.status import ExecutionStatus
 from tests.support.eventually import eventually
 from tests.support.harness import Harness, running
@@ -160,6 +162,7 @@ async def test_prune_goes_in_batches_oldest_first(settings: Settings) -> None:
         cutoff = await retention.cutoff(engine, timedelta(days=30))
 
         first = await retention.prune_batch(engine, cutoff, 2)
+        assert first is not None
         assert first["execution"] == 2
         assert (await _counts(h, ids[-2:]))["execution"] == 0
         assert (await _counts(h, ids[:3]))["execution"] == 3
@@ -170,6 +173,44 @@ async def test_prune_goes_in_batches_oldest_first(settings: Settings) -> None:
         assert rest["execution"] == 3
         assert seen == [2, 3, 3]  # running totals: a full batch, the last one, an empty one
         assert (await _counts(h, ids))["execution"] == 0
+
+
+async def test_one_resumer_prunes_at_a_time_and_none_holds_a_connection_between_batches(
+    settings: Settings,
+) -> None:
+    async with running(settings) as h:
+        await h.apply(DONE)
+        old = (await h.run_to_end("done.requested", {})).id
+        await _backdate(h, [old], days=40)
+        other = h.runtime.engine  # type: ignore[union-attr]
+        # a pool of one: a pass that held a connection while asking for another would time out
+        engine = create_async_engine(settings.database.url, pool_size=1, pool_timeout=5)
+        try:
+            key = retention.lock_key(settings.namespace)
+            loop = RetentionLoop(
+                RetentionDeps(
+                    engine=engine,
+                    metrics=h.runtime.metrics,  # type: ignore[union-attr]
+                    keep=timedelta(days=30),
+                    every=timedelta(minutes=10),
+                    batch=10,
+                    lock_key=key,
+                )
+            )
+            async with other.begin() as holder:  # another resumer, mid-batch
+                locked = await holder.scalar(
+                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}
+                )
+                assert locked
+                assert await loop.tick() is None  # the round is theirs
+                assert (await _counts(h, [old]))["execution"] == 1
+            # that batch committed and the lock went with it
+            pruned = await loop.tick()
+            assert pruned is not None
+            assert pruned["execution"] == 1
+            assert (await _counts(h, [old]))["execution"] == 0
+        finally:
+            await engine.dispose()
 
 
 async def test_a_retried_execution_is_never_pruned(settings: Settings) -> None:
