@@ -94,7 +94,7 @@ def emit_json(value: Any) -> None:
 
 def json_option() -> Any:
     """`--json`: the command prints one JSON document on stdout instead of text."""
-    return typer.Option(False, "--json", help="Print JSON (shapes: README, JSON output).")
+    return typer.Option(False, "--json", help="Print JSON (shapes: docs/cli.md, JSON output).")
 
 
 def when(value: datetime | None) -> str:

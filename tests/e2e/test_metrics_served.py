@@ -1,4 +1,4 @@
-"""Running services serve every metric that the README documents and the dashboard and alerts read.
+"""Running services serve every metric that docs/metrics.md documents and the dashboard and alerts read.
 
 Router, executor and resumer run as processes, as Prometheus would scrape them, and serve traffic
 that touches every labelled metric: action steps with a retry, an approval decided and one left
@@ -89,8 +89,7 @@ def _names(families: dict[str, Family]) -> set[str]:
 
 
 def _readme_section() -> str:
-    readme = (ROOT / "README.md").read_text()
-    return readme.split("## Metrics and health", 1)[1].split("\n## ", 1)[0]
+    return (ROOT / "docs" / "metrics.md").read_text()
 
 
 def _readme_mentions() -> set[str]:
@@ -100,7 +99,7 @@ def _readme_mentions() -> set[str]:
 
 
 def _readme_metrics() -> dict[str, tuple[str, frozenset[str]]]:
-    """The README's metrics table: name -> (type, labels); `process_*` rows included."""
+    """docs/metrics.md's table: name -> (type, labels); `process_*` rows included."""
     section = _readme_section()
     rows = re.findall(
         r"^\| `((?:interlock|process)_\w+)` \| (\w+) \|([^|]*)\|", section, flags=re.MULTILINE
@@ -207,7 +206,7 @@ async def test_every_metric_in_the_readme_table_is_served_with_its_type_and_labe
     cli: Cli, services: Services, outside: OutsideClient, tmp_path: Path
 ) -> None:
     documented = _readme_metrics()
-    assert len(documented) >= 25, "the README's metrics table was not found"
+    assert len(documented) >= 25, "the metrics table in docs/metrics.md was not found"
     processes = await _serve_traffic(cli, services, outside, tmp_path)
     observed = {
         name + ("_count" if kind == "histogram" else "") for name, (kind, _) in documented.items()
@@ -219,7 +218,7 @@ async def test_every_metric_in_the_readme_table_is_served_with_its_type_and_labe
     assert set(documented) - set(served) == set(), "documented but not served"
     assert _readme_mentions() - _names(families) == set(), "mentioned but not served"
     ours = {name for name in served if name.startswith("interlock_")}
-    assert ours - set(documented) == set(), "served but not in the README's table"
+    assert ours - set(documented) == set(), "served but not in docs/metrics.md"
     for name, (kind, labels) in documented.items():
         assert served[name].type == kind, name
         assert served[name].labels == labels, name

@@ -34,7 +34,7 @@ def missing_tools(
     return (
         "needs the local RabbitMQ and PostgreSQL tools, missing here: "
         + ", ".join(absent)
-        + " (the README says why, under Guarantees)"
+        + " (docs/guarantees.md says why)"
     )
 
 

@@ -118,16 +118,16 @@ def test_every_cli_command_in_the_docs_exists_with_its_options(path: Path) -> No
 
 
 def test_the_command_check_sees_commands_and_catches_a_wrong_one() -> None:
-    assert len(list(commands(ROOT / "README.md"))) >= 20
+    assert sum(len(list(commands(path))) for path in docs()) >= 40
     assert list(_walk(["executions", "list", "--status", "paused"])) == []
     assert list(_walk(["executions", "lst"])) != []
     assert list(_walk(["approve", "ID", "--by", "x", "--comentary", "y"])) != []
 
 
-def test_the_readme_states_the_chaos_suites_size() -> None:
+def test_the_docs_state_the_chaos_suites_size() -> None:
     counts = test_chaos.COUNTS
     executions = sum(counts.values()) + counts["chaos.work"] // 2  # even ones match twice
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "guarantees.md").read_text()
     assert f"drives {executions:,}\nexecutions ({sum(counts.values()):,} events" in readme
     assert f"plus {test_chaos.POISON} poison messages" in readme
 
@@ -158,9 +158,45 @@ def _setting_names() -> set[str]:
     return names
 
 
-def test_the_readme_settings_table_lists_every_setting_and_no_other() -> None:
-    readme = (ROOT / "README.md").read_text()
-    table = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+def test_the_settings_page_lists_every_setting_and_no_other() -> None:
+    table = (ROOT / "docs" / "settings.md").read_text()
     documented = set(re.findall(r"^\| `(INTERLOCK_[A-Z_]+)", table, flags=re.MULTILINE))
     documented.discard("INTERLOCK_SECRET_")  # `INTERLOCK_SECRET_<NAME>`: one per secret
     assert documented == _setting_names()
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's ids for a page's headings (code blocks skipped)."""
+    found: set[str] = set()
+    fenced = False
+    for line in page.read_text().splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and (heading := re.match(r"^#{1,6} (.+)$", line)):
+            slug = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-")
+            found.add(slug)
+    return found
+
+
+@pytest.mark.parametrize(
+    "page", [*docs(), ROOT / "ARCHITECTURE.md"], ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_every_link_between_the_pages_lands(page: Path) -> None:
+    """Relative links name files that exist, and headings that exist in them."""
+    broken = []
+    fenced = False
+    for number, line in enumerate(page.read_text().splitlines(), 1):
+        if line.startswith("```"):
+            fenced = not fenced
+        if fenced:
+            continue
+        for target in re.findall(r"\]\(([^)\s]+)\)", line):
+            if re.match(r"^[a-z]+:", target):
+                continue  # https:, mailto:
+            path, _, anchor = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            if not file.exists():
+                broken.append(f"{page.name}:{number}: {target} (no such file)")
+            elif anchor and file.suffix == ".md" and anchor not in _anchors(file):
+                broken.append(f"{page.name}:{number}: {target} (no such heading)")
+    assert broken == [], "\n".join(broken)
