@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
@@ -22,6 +21,7 @@ from interlock.clock import Clock
 from interlock.engine.inputs import Input, LeaseLost, Nudge
 from interlock.engine.state import ExecutionState
 from interlock.outbox import OutboxRelay
+from interlock.periodic import every
 from interlock.steering import Steering
 from interlock.store import stuck
 from interlock.telemetry.metrics import Metrics
@@ -83,11 +83,4 @@ class Reconciler:
         return int(steered is not None and not steered.decision.empty)
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("reconcile.failed", error=f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(self._d.every.total_seconds())
+        await every(self._d.every, self.tick, "reconcile.failed")

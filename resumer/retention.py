@@ -8,7 +8,6 @@ holding it. Nothing holds a connection between batches, so a small pool is never
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,6 +15,7 @@ from datetime import timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from interlock.periodic import every
 from interlock.store import retention
 from interlock.telemetry.metrics import Metrics
 
@@ -63,12 +63,4 @@ class RetentionLoop:
         for table in retention.TABLES:
             # a series per table from the start, at 0: a rate() sees the first deletion
             self._d.metrics.retention_deleted.labels(kind=table)
-        while True:
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # an outage or a failed batch: what was committed stays, the next pass goes on
-                log.warning("retention.failed", error=f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(self._d.every.total_seconds())
+        await every(self._d.every, self.tick, "retention.failed")

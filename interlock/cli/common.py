@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
@@ -95,6 +95,19 @@ def emit_json(value: Any) -> None:
 def json_option() -> Any:
     """`--json`: the command prints one JSON document on stdout instead of text."""
     return typer.Option(False, "--json", help="Print JSON (shapes: docs/cli.md, JSON output).")
+
+
+def positive_duration(value: str, option: str) -> timedelta:
+    """A duration option (`30d`, `12h`, `PT1H`) that must be more than zero; exit 2 otherwise."""
+    from schemas.durations import parse_duration
+
+    try:
+        parsed = parse_duration(value)
+    except ValueError as exc:
+        fail(f"{option}: {exc}")
+    if parsed <= timedelta(0):
+        fail(f"{option}: must be more than zero, got {value!r}")
+    return parsed
 
 
 def when(value: datetime | None) -> str:

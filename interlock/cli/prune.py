@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import typer
 
-from interlock.cli.common import database, emit_json, fail, json_option, run, settings, table
+from interlock.cli.common import (
+    database,
+    emit_json,
+    json_option,
+    positive_duration,
+    run,
+    settings,
+    table,
+)
 
 if TYPE_CHECKING:
     from interlock.store.retention import Counts
-
-
-def _age(value: str) -> timedelta:
-    from schemas.durations import parse_duration
-
-    try:
-        age = parse_duration(value)
-    except ValueError as exc:
-        fail(f"--finished-before: {exc}")
-    if age <= timedelta(0):
-        fail(f"--finished-before: must be more than 0, got {value!r}")
-    return age
 
 
 def prune(
@@ -44,7 +40,7 @@ def prune(
     from interlock.store import retention
     from schemas.durations import format_duration
 
-    age = _age(finished_before)
+    age = positive_duration(finished_before, "--finished-before")
 
     async def go() -> tuple[datetime, Counts]:
         async with database(settings()) as sessions:

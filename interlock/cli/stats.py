@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from interlock.cli.common import emit_json, fail, json_option, run, when
+from interlock.cli.common import emit_json, json_option, positive_duration, run, when
 from schemas.status import ApprovalStatus, ExecutionStatus
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def stats(
     from interlock.store.statistics import workflow_stats
 
     now = datetime.now(UTC)
-    start = now - _window(since)
+    start = now - positive_duration(since, "--since")
 
     async def go() -> list[WorkflowStats]:
         async with connection() as conn:
@@ -71,18 +71,6 @@ def stats(
         typer.echo("")
         for line in describe(w):
             typer.echo(line)
-
-
-def _window(since: str) -> timedelta:
-    from schemas.durations import parse_duration
-
-    try:
-        window = parse_duration(since)
-    except ValueError as exc:
-        fail(f"--since: {exc}")
-    if window <= timedelta(0):
-        fail("--since: must be longer than zero")
-    return window
 
 
 def describe(w: dict[str, Any]) -> list[str]:
