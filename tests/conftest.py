@@ -16,12 +16,12 @@ from interlock.store.migrate import upgrade_async
 from tests.support.infra import (
     ServerUnreachable,
     dated,
+    drop_abandoned_queues,
     is_abandoned,
     postgres_server,
     probe_postgres,
     probe_rabbitmq,
     rabbitmq_server,
-    unique,
 )
 
 pytest_plugins = ["tests.support.process_fixtures"]
@@ -44,6 +44,9 @@ def postgres_url() -> Iterator[str]:
 def amqp_url() -> Iterator[str]:
     with rabbitmq_server() as url:
         _answering(probe_rabbitmq, url)
+        dropped = drop_abandoned_queues(url, "t_", ABANDONED_AFTER)
+        if dropped:
+            print(f"\ndropped {dropped} queues that killed test runs left behind")
         yield url
 
 
@@ -110,7 +113,7 @@ async def database_url(postgres_url: str, template_database: str) -> AsyncIterat
 
 @pytest.fixture
 def namespace() -> str:
-    return unique("t")
+    return dated("t_")
 
 
 @pytest.fixture

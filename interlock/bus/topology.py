@@ -136,8 +136,13 @@ class Topology:
         return [self.queue(name) for name in QueueName] + retries
 
 
-async def declare(channel: AbstractChannel, topology: Topology) -> None:
-    """Idempotent: every service declares the whole topology at start."""
+async def declare(channel: AbstractChannel, topology: Topology, *, retries: bool = True) -> None:
+    """Idempotent: every service declares the whole topology at start.
+
+    The CLI declares it too (so an event published before any service ran is kept), but
+    `retries=False`: retry queues are the services' own, declared with their settings, and a
+    CLI with other retry settings would leave queues behind that nothing ever deletes.
+    """
     exchanges = {}
     for name in ExchangeName:
         spec = topology.exchange(name)
@@ -150,7 +155,7 @@ async def declare(channel: AbstractChannel, topology: Topology) -> None:
         )
     for binding in BINDINGS:
         await queues[binding.queue].bind(exchanges[binding.exchange], binding.routing_key)
-    for delay in topology.retry_delays:
+    for delay in topology.retry_delays if retries else ():
         rspec = topology.retry_queue(delay)
         retry = await channel.declare_queue(rspec.name, durable=True, arguments=rspec.arguments)
         await retry.bind(

@@ -98,7 +98,7 @@ async def _browse() -> AsyncIterator[tuple[AbstractChannel, AbstractQueue, list[
     try:
         topo = topology.Topology(s.namespace, s.amqp.delivery_limit, s.amqp.retry_delays)
         publish_channel = await connection.channel(publisher_confirms=True)
-        await topology.declare(publish_channel, topo)
+        await topology.declare(publish_channel, topo, retries=False)
         channel = await connection.channel()
         queue = await channel.get_queue(topo.queue(QueueName.DEAD).name)
         letters: list[Letter] = []

@@ -31,7 +31,7 @@ async def send_event(event: CloudEvent, exchange: ExchangeName) -> None:
     try:
         channel = await connection.channel(publisher_confirms=True)
         topo = topology.Topology(s.namespace, s.amqp.delivery_limit, s.amqp.retry_delays)
-        await topology.declare(channel, topo)
+        await topology.declare(channel, topo, retries=False)
         # who sent it, checked by the broker: the resumer's auth policy decides on this user
         message = replace(encode_cloudevent(event, exchange), user_id=broker_user(s.amqp.url))
         await Publisher(channel, topo).publish(message)
