@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.eventually import eventually
+from tests.support.outside_client import OutsideClient
 from tests.support.processes import Cli, CliResult, Services
 
 pytestmark = pytest.mark.e2e
@@ -81,8 +82,9 @@ async def test_a_vhost_that_does_not_exist_exits_2(cli: Cli) -> None:
 
 
 async def test_a_database_that_does_not_exist_exits_3_suggesting_migrate(
-    cli: Cli, database_url: str
+    cli: Cli, database_url: str, outside: OutsideClient
 ) -> None:
+    # `outside` deletes the namespace's queues at teardown: the broker was reached first
     missing = database_url.rsplit("/", 1)[0] + "/interlock_never_created"
     result = (
         await Cli(cli.env | {"INTERLOCK_TELEMETRY_PORT": "0"})
@@ -97,7 +99,10 @@ async def test_a_database_that_does_not_exist_exits_3_suggesting_migrate(
     assert line.endswith("(run `interlock migrate` first)")
 
 
-async def test_an_unknown_database_role_exits_2(cli: Cli, database_url: str) -> None:
+async def test_an_unknown_database_role_exits_2(
+    cli: Cli, database_url: str, outside: OutsideClient
+) -> None:
+    # `outside` deletes the namespace's queues at teardown: the broker was reached first
     host_and_db = database_url.split("@", 1)[1]
     stranger = f"postgresql+asyncpg://no_such_role_xyz:pw@{host_and_db}"
     result = (
