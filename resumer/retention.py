@@ -8,6 +8,7 @@ holding it. Nothing holds a connection between batches, so a small pool is never
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -55,6 +56,8 @@ class RetentionLoop:
             total = retention.added(total, found)
             if not any(found.values()):
                 break
+            # rest between batches: live traffic keeps the database (see AUTOMATIC_REST)
+            await asyncio.sleep((time.perf_counter() - started) * retention.AUTOMATIC_REST)
         if any(total.values()):
             log.info("retention.pruned", cutoff=before.isoformat(), **total)
         return None if contended and not any(total.values()) else total

@@ -64,7 +64,8 @@ async def seed(sandbox: Sandbox, n: int) -> None:
 async def _prune(sandbox: Sandbox) -> dict[str, Any]:
     started = time.perf_counter()
     before = await retention.cutoff(sandbox.engine, timedelta(days=30))
-    deleted = await retention.prune(sandbox.engine, before)
+    # paced as the resumer's automatic retention is: that is what runs beside live traffic
+    deleted = await retention.prune(sandbox.engine, before, rest=retention.AUTOMATIC_REST)
     seconds = time.perf_counter() - started
     return {
         "deleted": deleted,
