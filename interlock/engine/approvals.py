@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -57,7 +58,7 @@ def decision_received(d: Draft, received: DecisionReceived) -> None:
     if why is None and not step_waits:
         why = _R.ALREADY_DECIDED
     if why is not None:
-        refuse(d.decision.decisions, d.decision.outbox, received, why, d.now)
+        refuse(d.decision.decisions, d.send, received, why, d.now)
         d.decision.refused = why.value
         return
     assert approval is not None
@@ -131,15 +132,19 @@ def settle_approval(
 
 def refuse(
     decisions: list[DecisionRecord],
-    outbox: list[OutgoingMessage],
+    send: Callable[[OutgoingMessage], None],
     received: DecisionReceived,
     why: RejectionReason,
     now: datetime,
 ) -> None:
-    """Record the losing decision and announce it (the duplicate of one is announced too)."""
+    """Record the losing decision and announce it (the duplicate of one is announced too).
+
+    `send` is the draft's, so the announcement carries the decider's trace context like every
+    other message of the decision; a decision for no execution has no draft and no context.
+    """
     duplicate = _rejection(received, _R.DUPLICATE, now)
     decisions.append(_record(received, DecisionOutcome.REJECTED, why.value, duplicate))
-    outbox.append(_rejection(received, why, now))
+    send(_rejection(received, why, now))
 
 
 def _record(

@@ -66,5 +66,5 @@ def decide_orphan(received: DecisionReceived, now: datetime) -> Orphan:
     orphan = Orphan()
     why = refusal(received, None, ExecutionStatus.PENDING, now)
     assert why is not None  # a decision without an approval always loses
-    refuse(orphan.decisions, orphan.outbox, received, why, now)
+    refuse(orphan.decisions, orphan.outbox.append, received, why, now)
     return orphan

@@ -76,6 +76,7 @@ class Sim:
         self.decisions: list[Decision] = []
         self._approval_ids = count(1)
         self.scope = RunScope(self.state)
+        self.trace: dict[str, str] = {}  # the decider's trace context, as the shells pass it
 
     def context(self, owner: int | None) -> Context:
         return Context(
@@ -85,6 +86,7 @@ class Sim:
             settings=self.settings,
             rng=self.rng,
             new_approval_id=lambda: f"apr_{next(self._approval_ids)}",
+            trace=self.trace,
         )
 
     def feed(self, event: Input, *, owner: int | None = None) -> Decision:

@@ -78,6 +78,15 @@ def test_refused_decisions_change_nothing_but_are_recorded_and_announced() -> No
     assert late.refused == "already_decided"
 
 
+def test_a_refused_decision_is_announced_in_the_deciders_trace() -> None:
+    sim = Sim(GATED, data={"n": 1})
+    sim.finish(sim.claim().launch[0])
+    sim.trace = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    refused = sim.decide_approval(_approval_id(sim), by="mallory")
+    (announced,) = refused.outbox
+    assert dict(announced.headers) == sim.trace
+
+
 def test_a_rejection_with_on_reject_fail_fails_a_paused_execution() -> None:
     text = GATED.replace("timeout: 1h}", "timeout: 1h, on_reject: fail}")
     sim = Sim(text, data={"n": 1})
