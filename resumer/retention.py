@@ -8,8 +8,6 @@ holding it. Nothing holds a connection between batches, so a small pool is never
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -43,21 +41,17 @@ class RetentionLoop:
         before = await retention.cutoff(d.engine, d.keep)
         total = retention.empty()
         contended = False
-        while True:
-            started = time.perf_counter()
-            found = await retention.prune_batch(d.engine, before, d.batch, lock_key=d.lock_key)
-            if found is None:  # another resumer is pruning: the round is theirs
+        async for done in retention.batches(
+            d.engine, before, batch=d.batch, lock_key=d.lock_key, rest=retention.AUTOMATIC_REST
+        ):
+            if done is None:  # another resumer is pruning: the round is theirs (and it ends)
                 contended = True
-                break
-            d.metrics.retention_seconds.observe(time.perf_counter() - started)
-            for table, n in found.items():
+                continue
+            d.metrics.retention_seconds.observe(done.seconds)
+            for table, n in done.found.items():
                 if n:
                     d.metrics.retention_deleted.labels(kind=table).inc(n)
-            total = retention.added(total, found)
-            if not any(found.values()):
-                break
-            # rest between batches: live traffic keeps the database (see AUTOMATIC_REST)
-            await asyncio.sleep((time.perf_counter() - started) * retention.AUTOMATIC_REST)
+            total = retention.added(total, done.found)
         if any(total.values()):
             log.info("retention.pruned", cutoff=before.isoformat(), **total)
         return None if contended and not any(total.values()) else total

@@ -12,7 +12,8 @@ import asyncio
 import re
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Final
@@ -106,6 +107,39 @@ async def prune_batch(
 AUTOMATIC_REST = 3.0
 
 
+@dataclass(frozen=True)
+class Batch:
+    found: Counts  # rows it deleted, per table
+    seconds: float
+
+
+async def batches(
+    engine: AsyncEngine,
+    before: datetime,
+    *,
+    batch: int = 500,
+    lock_key: int | None = None,
+    rest: float = 0.0,
+) -> AsyncIterator[Batch | None]:
+    """Batch after batch until one deletes nothing; None (and the end) when `lock_key` is taken.
+
+    `rest`: after each batch, pause `rest` times as long as the batch took (0: at full speed,
+    as `interlock prune` does when an operator asks).
+    """
+    while True:
+        started = time.perf_counter()
+        found = await prune_batch(engine, before, batch, lock_key=lock_key)
+        if found is None:
+            yield None
+            return
+        seconds = time.perf_counter() - started
+        yield Batch(found, seconds)
+        if not any(found.values()):
+            return
+        if rest:
+            await asyncio.sleep(seconds * rest)
+
+
 async def prune(
     engine: AsyncEngine,
     before: datetime,
@@ -114,23 +148,15 @@ async def prune(
     on_batch: Callable[[Counts], None] | None = None,
     rest: float = 0.0,
 ) -> Counts:
-    """Prune batch after batch until one deletes nothing; returns the totals per table.
-
-    `rest`: after each batch, pause `rest` times as long as the batch took (0: at full speed,
-    as `interlock prune` does when an operator asks).
-    """
+    """Prune until nothing older is left; returns the totals per table (`on_batch` sees them
+    after every batch)."""
     total = empty()
-    while True:
-        started = time.perf_counter()
-        found = await prune_batch(engine, before, batch)
-        assert found is not None  # no lock asked for
-        total = added(total, found)
+    async for done in batches(engine, before, batch=batch, rest=rest):
+        assert done is not None  # no lock asked for
+        total = added(total, done.found)
         if on_batch is not None:
             on_batch(total)
-        if not any(found.values()):
-            return total
-        if rest:
-            await asyncio.sleep((time.perf_counter() - started) * rest)
+    return total
 
 
 async def try_lock(conn: AsyncConnection, key: int) -> bool:
